@@ -1,0 +1,54 @@
+"""The route contract between the core and API-area plugins.
+
+A plugin describes each route as an :class:`Endpoint`; the core decides whether to mount it
+(its ``enable_key`` in ``restServerEndpointsEnable``), validates the query string and body
+with the given marshmallow schemas, and documents it in the OpenAPI document. Views never
+touch Flask's request object for input, so the same validation and error shape applies to
+every route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask.typing import ResponseReturnValue
+from marshmallow import Schema
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """Validated input of one call."""
+
+    path: Mapping[str, str]
+    query: Mapping[str, Any]
+    body: Any
+    client: str
+
+
+View = Callable[[ApiRequest], ResponseReturnValue]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One method + path that a plugin offers.
+
+    ``rule`` uses Flask syntax (``/v4/schedules/<scheduleId>/start``). ``body_schema`` is
+    applied to a JSON object body; leave it ``None`` for routes that accept several body
+    shapes and check the raw body themselves (``ApiRequest.body`` is then the parsed JSON,
+    or ``None`` when the request has no body). ``responses`` maps status codes to short
+    descriptions for the OpenAPI document.
+    """
+
+    enable_key: str
+    method: str
+    rule: str
+    view: View
+    summary: str
+    tag: str
+    query_schema: type[Schema] | None = None
+    body_schema: type[Schema] | None = None
+    body_example: Any = None
+    responses: Mapping[int, str] = field(default_factory=dict)
+    description: str = ""

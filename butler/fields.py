@@ -1,0 +1,102 @@
+"""Marshmallow fields that accept what Qlik load scripts send.
+
+Load scripts go through Qlik's REST connector and send booleans and numbers as JSON
+strings (``"true"``, ``"3000"``); the original Butler coerced them, so callers rely on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import ValidationError, fields
+
+_TRUE = frozenset({"true"})
+_FALSE = frozenset({"false"})
+
+
+def coerce_bool(value: Any) -> bool:
+    """Accept JSON booleans, 1/0 and the texts true/false in any case; refuse the rest."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise ValidationError("must be boolean")
+
+
+class LoadScriptBoolean(fields.Field):
+    """Boolean that also takes ``"true"``/``"True"``/``"TRUE"``/``"false"`` and 1/0."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> bool:
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        return coerce_bool(value)
+
+
+class LoadScriptString(fields.String):
+    """String that also takes numbers and booleans (stringified, as the original did)."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Any:
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int | float):
+            value = str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class LoadScriptNumber(fields.Float):
+    """Number that also takes numeric strings such as ``"3000"`` or ``" 30"``."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Any:
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, bool):
+            raise ValidationError("must be number")
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValidationError("must be number")
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("must be number") from exc
+
+
+class LoadScriptInteger(LoadScriptNumber):
+    """Integer that also takes integral numeric strings such as ``"1"``."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Any:
+        number = super()._deserialize(value, attr, data, **kwargs)
+        if not float(number).is_integer():
+            raise ValidationError("must be integer")
+        return int(number)
+
+
+class StringList(fields.List):
+    """List of strings where a single scalar becomes a one-element list."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(LoadScriptString(), **kwargs)
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Any:
+        if not isinstance(value, list):
+            value = [value]
+        return super()._deserialize(value, attr, data, **kwargs)

@@ -1,0 +1,4 @@
+"""Test and demo infrastructure (QRS and Engine simulators, certificates).
+
+Nothing on the production path imports this package.
+"""

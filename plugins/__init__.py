@@ -1,0 +1,1 @@
+"""Built-in Butler plugins, one module per API area (installed as ``butler_plugins``)."""
