@@ -1,0 +1,245 @@
+"""The Flask app factory: mounts plugin endpoints, validates input, renders every error.
+
+This is the only place that turns exceptions into HTTP error bodies, so every route (and
+every unknown route) answers errors in the same ``{"statusCode", "error", "message"}`` shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import pluggy
+from flask import Flask, Response, g, request
+from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from butler.endpoints import ApiRequest, Endpoint
+from butler.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    TooManyRequests,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from butler.middleware import BAD_OVERRIDE_KEY, AccessLog, MethodOverride
+from butler.plugins import get_plugin_manager
+from butler.ratelimit import RateLimiter
+from butler.services import Services
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES = ("application/json", "text/plain")
+
+
+def create_app(
+    config: Any,
+    services: Services | None = None,
+    plugin_manager: pluggy.PluginManager | None = None,
+) -> Flask:
+    """Build the WSGI app for ``config``; ``services`` defaults to an empty container."""
+    services = services or Services(config=config)
+    pm = plugin_manager or get_plugin_manager()
+    app = Flask("butler")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = config.get("restServerConfig.maxBodyBytes", 1024 * 1024)
+
+    endpoints = _collect_endpoints(pm, config, services)
+    mounted = [ep for ep in endpoints if config.endpoint_enabled(ep.enable_key)]
+    for ep in mounted:
+        app.add_url_rule(
+            ep.rule,
+            endpoint=f"{ep.method} {ep.rule}",
+            view_func=_make_view(ep),
+            methods=[ep.method],
+        )
+    app.extensions["butler"] = {"config": config, "services": services, "endpoints": mounted}
+
+    _install_hooks(app, config)
+    app.wsgi_app = AccessLog(MethodOverride(app.wsgi_app))  # type: ignore[method-assign]
+    return app
+
+
+def mounted_endpoints(app: Flask) -> list[Endpoint]:
+    """The endpoints this app serves, for documentation and introspection."""
+    return list(app.extensions["butler"]["endpoints"])
+
+
+def _collect_endpoints(pm: pluggy.PluginManager, config: Any, services: Services) -> list[Endpoint]:
+    endpoints: list[Endpoint] = []
+    seen: dict[tuple[str, str], str] = {}
+    for contributed in pm.hook.butler_endpoints(config=config, services=services):
+        for ep in contributed:
+            key = (ep.method, ep.rule)
+            if key in seen:
+                raise RuntimeError(f"Two plugins define {ep.method} {ep.rule}")
+            seen[key] = ep.enable_key
+            endpoints.append(ep)
+    return endpoints
+
+
+def _install_hooks(app: Flask, config: Any) -> None:
+    limit = int(config.get("restServerConfig.rateLimit", 0) or 0)
+    limiter = RateLimiter(limit) if limit > 0 else None
+
+    @app.before_request
+    def _before() -> None:
+        bad = request.environ.get(BAD_OVERRIDE_KEY)
+        if bad is not None:
+            raise BadRequest(f"Unsupported X-HTTP-Method-Override value: {bad[:20]}")
+        if limiter is not None:
+            decision = limiter.check(request.remote_addr or "-")
+            g.rate = decision
+            if not decision.allowed:
+                log.warning(
+                    "Rate limit exceeded for %s %s %s",
+                    request.remote_addr,
+                    request.method,
+                    request.path,
+                )
+                raise TooManyRequests("Rate limit exceeded, retry in 1 minute")
+
+    @app.after_request
+    def _after(response: Response) -> Response:
+        decision = g.get("rate")
+        if decision is not None:
+            response.headers["x-ratelimit-limit"] = str(decision.limit)
+            response.headers["x-ratelimit-remaining"] = str(decision.remaining)
+            response.headers["x-ratelimit-reset"] = str(decision.reset_seconds)
+            if not decision.allowed:
+                response.headers["retry-after"] = str(decision.reset_seconds)
+        return response
+
+    @app.errorhandler(Exception)
+    def _error(exc: Exception) -> Response:
+        return error_response(exc)
+
+
+def error_response(exc: BaseException) -> Response:
+    """Render any exception as the stable JSON error shape; log the cause."""
+    if isinstance(exc, RequestEntityTooLarge):
+        exc = PayloadTooLarge("Request body is too large")
+    if isinstance(exc, ApiError):
+        status, message, code = exc.status, exc.message, exc.code
+        level = logging.WARNING if status >= 500 else logging.INFO
+        log.log(level, "%s %s -> %s: %s", request.method, request.path, status, message)
+    elif isinstance(exc, HTTPException):
+        status = exc.code or 500
+        code = None
+        if status in (404, 405):
+            status = 404
+            message = f"Route {request.method}:{request.full_path.rstrip('?')} not found"
+        else:
+            message = exc.description or HTTPStatus(status).phrase
+    else:
+        log.exception("Unhandled error in %s %s", request.method, request.path)
+        status, message, code = 500, "Internal server error", None
+    body: dict[str, Any] = {
+        "statusCode": status,
+        "error": HTTPStatus(status).phrase,
+        "message": message,
+    }
+    if code:
+        body["code"] = code
+    return Response(
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+    )
+
+
+def _make_view(ep: Endpoint) -> Any:
+    query_schema = ep.query_schema() if ep.query_schema else None
+    body_schema = ep.body_schema() if ep.body_schema else None
+
+    def view(**path: str) -> Any:
+        query = _validated_query(query_schema)
+        body = _read_body()
+        if body_schema is not None:
+            body = _validated_body(body_schema, body)
+        call = ApiRequest(path=path, query=query, body=body, client=request.remote_addr or "-")
+        return ep.view(call)
+
+    view.__name__ = f"{ep.method.lower()}_{ep.rule}"
+    view.__doc__ = ep.summary
+    return view
+
+
+def _validated_query(schema: Schema | None) -> Mapping[str, Any]:
+    args = request.args
+    if schema is None:
+        return args.to_dict()
+    flat: dict[str, Any] = {}
+    for key in args:
+        values = args.getlist(key)
+        if len(values) > 1 and key in schema.fields:
+            raise ValidationFailed(f"querystring/{key} must be given once")
+        flat[key] = values[0]
+    try:
+        return schema.load(flat)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise ValidationFailed(_describe("querystring", exc.messages)) from None
+
+
+def _read_body() -> Any:
+    """The parsed JSON body, or ``None`` when the request carries none."""
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge("Request body is too large") from None
+    if not raw or not raw.strip():
+        return None
+    mimetype = request.mimetype or "application/json"
+    if mimetype not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Type '{mimetype}': send application/json"
+        )
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        if mimetype == "text/plain":
+            return raw.decode("utf-8", errors="replace")
+        raise BadRequest("Body is not valid JSON") from None
+
+
+def _validated_body(schema: Schema, body: Any) -> Any:
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ValidationFailed("body must be object")
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        raise ValidationFailed(_describe("body", exc.messages)) from None
+
+
+def _describe(where: str, messages: Any) -> str:
+    """First marshmallow error as the original's ``body/ttl must be number`` style."""
+    path: list[str] = [where]
+    node = messages
+    while isinstance(node, Mapping) and node:
+        key, node = next(iter(node.items()))
+        path.append(str(key))
+    text = node[0] if isinstance(node, list) and node else str(node)
+    text = str(text).rstrip(".")
+    replacements = {
+        "Not a valid string": "must be string",
+        "Not a valid integer": "must be integer",
+        "Not a valid number": "must be number",
+        "Not a valid boolean": "must be boolean",
+        "Not a valid list": "must be array",
+        "Invalid input type": "must be object",
+        "Field may not be null": "must not be null",
+    }
+    if text == "Missing data for required field" and len(path) > 1:
+        return f"{'/'.join(path[:-1])} must have required property '{path[-1]}'"
+    text = replacements.get(text, text)
+    return f"{'/'.join(path)} {text}"
+
+
+def endpoint_rules(endpoints: Iterable[Endpoint]) -> list[tuple[str, str]]:
+    """(method, rule) pairs, sorted, for tables and tests."""
+    return sorted((ep.method, ep.rule) for ep in endpoints)

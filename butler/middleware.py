@@ -1,0 +1,65 @@
+"""WSGI middleware that must act before Flask routes a request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+OVERRIDE_ALLOWED = frozenset({"GET", "PUT", "DELETE", "PATCH"})
+BAD_OVERRIDE_KEY = "butler.bad_method_override"
+
+access_log = logging.getLogger("butler.access")
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class MethodOverride:
+    """Honour ``X-HTTP-Method-Override`` on POST.
+
+    Qlik's REST connector can only send GET and POST, so load scripts reach PUT and DELETE
+    routes this way. Routing happens on the rewritten method, so this has to sit in front of
+    Flask. An unknown value is flagged for the app to answer 400 rather than guessed at.
+    """
+
+    def __init__(self, app: WsgiApp):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        override = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE")
+        if override and environ.get("REQUEST_METHOD") == "POST":
+            method = override.strip().upper()
+            if method in OVERRIDE_ALLOWED:
+                environ["REQUEST_METHOD"] = method
+            elif method != "POST":
+                environ[BAD_OVERRIDE_KEY] = override
+        return self.app(environ, start_response)
+
+
+class AccessLog:
+    """One log line per request: method, path, caller, status and duration."""
+
+    def __init__(self, app: WsgiApp):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started = time.perf_counter()
+        status_holder: list[str] = []
+
+        def recording_start_response(status: str, headers: Any, *args: Any) -> Any:
+            status_holder.append(status)
+            return start_response(status, headers, *args)
+
+        try:
+            return self.app(environ, recording_start_response)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s from %s -> %s in %.1f ms",
+                    environ.get("REQUEST_METHOD"),
+                    environ.get("PATH_INFO"),
+                    environ.get("REMOTE_ADDR"),
+                    status_holder[0].split(" ", 1)[0] if status_holder else "-",
+                    (time.perf_counter() - started) * 1000,
+                )

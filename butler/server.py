@@ -1,0 +1,131 @@
+"""Serving the WSGI app: waitress for plain HTTP, cheroot when TLS is on.
+
+waitress has no TLS support, and terminating TLS in a separate proxy is what the original
+did badly (its plain background port bypassed TLS). cheroot speaks TLS itself, so with
+``restServerConfig.tls.enable`` there is still exactly one listening port.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+
+class ServerHandle(Protocol):
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str: ...
+
+    def serve_forever(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+class WaitressServer:
+    """A waitress server bound at construction, so port 0 resolves before serving."""
+
+    def __init__(self, app: Any, host: str, port: int, threads: int, max_body: int):
+        from waitress.server import create_server
+
+        self._server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            max_request_body_size=max_body,
+            connection_limit=1000,
+            channel_timeout=120,
+            backlog=2048,
+            ident="Butler",
+            clear_untrusted_proxy_headers=True,
+        )
+        self.host = host
+        self.port = int(self._server.effective_port)  # type: ignore[union-attr]
+        self._stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        self._server.run()
+
+    def shutdown(self) -> None:
+        """Close every channel, inside the loop thread, so the event loop returns at once.
+
+        waitress's loop runs while its socket map is non-empty; the trigger wakes it and runs
+        the closing there, which avoids touching the map from another thread.
+        """
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        server = self._server
+        server_map = server._map  # type: ignore[union-attr]
+
+        def close_all(*_: Any) -> None:
+            for channel in list(server_map.values()):
+                channel.handle_close()
+
+        server.trigger.pull_trigger(close_all)  # type: ignore[union-attr]
+        server.task_dispatcher.shutdown()  # type: ignore[union-attr]
+
+
+class CherootTlsServer:
+    """HTTPS with the standard library's ssl module."""
+
+    def __init__(self, app: Any, host: str, port: int, threads: int, tls: TlsFiles):
+        from cheroot import wsgi
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        self._server = wsgi.Server((host, port), app, numthreads=threads, server_name="Butler")
+        adapter = BuiltinSSLAdapter(
+            str(tls.cert), str(tls.key), str(tls.ca) if tls.ca else None
+        )
+        adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._server.ssl_adapter = adapter
+        self._server.prepare()
+        self.host = host
+        self.port = int(self._server.bind_addr[1])
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        self._server.serve()
+
+    def shutdown(self) -> None:
+        self._server.stop()
+
+
+def build_server(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    threads: int = 16,
+    max_body: int = 1024 * 1024,
+    tls: TlsFiles | None = None,
+) -> ServerHandle:
+    """Bind a server for ``app``; TLS files that cannot be read fail here, before serving."""
+    if tls is None:
+        return WaitressServer(app, host, port, threads, max_body)
+    for label, path in (("cert", tls.cert), ("key", tls.key), ("CA", tls.ca)):
+        if path is not None and not Path(path).is_file():
+            raise OSError(f"REST API TLS {label} file could not be loaded ({path})")
+    return CherootTlsServer(app, host, port, threads, tls)

@@ -1,0 +1,72 @@
+"""Shared fixtures: configs built in tmp_path and apps served over real sockets."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from butler.config import ENDPOINT_KEYS, Config
+from butler.server import ServerHandle, TlsFiles, build_server
+
+
+def all_endpoints(value: bool) -> dict[str, Any]:
+    """A ``restServerEndpointsEnable`` map with every key set to ``value``."""
+    tree: dict[str, Any] = {}
+    for key in ENDPOINT_KEYS:
+        node = tree
+        *groups, leaf = key.split(".")
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+    return tree
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+BASE_CONFIG: dict[str, Any] = {
+    "logLevel": "info",
+    "restServerConfig": {"enable": True, "serverHost": "127.0.0.1", "serverPort": 8080},
+    "restServerEndpointsEnable": all_endpoints(False),
+}
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """Factory: a validated Config rooted in tmp_path, with ``butler`` merged over a base."""
+
+    def factory(butler: dict[str, Any] | None = None) -> Config:
+        return Config.from_mapping(deep_merge(BASE_CONFIG, butler or {}), tmp_path)
+
+    return factory
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., str]]:
+    """Factory: serve an app on 127.0.0.1 port 0 in a thread; returns the base URL."""
+    started: list[tuple[ServerHandle, threading.Thread]] = []
+
+    def factory(app: Any, tls: TlsFiles | None = None, threads: int = 8) -> str:
+        server = build_server(app, "127.0.0.1", 0, threads=threads, tls=tls)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        return server.url
+
+    yield factory
+    for server, thread in started:
+        server.shutdown()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "server thread did not stop"
