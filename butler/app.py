@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -27,6 +27,7 @@ from butler.errors import (
     ValidationFailed,
 )
 from butler.middleware import BAD_OVERRIDE_KEY, AccessLog, MethodOverride
+from butler.openapi import install_documentation
 from butler.plugins import get_plugin_manager
 from butler.ratelimit import RateLimiter
 from butler.services import Services
@@ -59,10 +60,18 @@ def create_app(
             methods=[ep.method],
         )
     app.extensions["butler"] = {"config": config, "services": services, "endpoints": mounted}
+    install_documentation(app, mounted, public_url(config))
 
     _install_hooks(app, config)
     app.wsgi_app = AccessLog(MethodOverride(app.wsgi_app))  # type: ignore[method-assign]
     return app
+
+
+def public_url(config: Any) -> str:
+    """The base URL callers use, as announced in the OpenAPI document and the start-up log."""
+    scheme = "https" if config.get("restServerConfig.tls.enable") is True else "http"
+    host = config.get("restServerConfig.serverHost", "127.0.0.1")
+    return f"{scheme}://{host}:{config.get('restServerConfig.serverPort', 8080)}"
 
 
 def mounted_endpoints(app: Flask) -> list[Endpoint]:
@@ -179,7 +188,7 @@ def _validated_query(schema: Schema | None) -> Mapping[str, Any]:
             raise ValidationFailed(f"querystring/{key} must be given once")
         flat[key] = values[0]
     try:
-        return schema.load(flat)  # type: ignore[no-any-return]
+        return schema.load(flat)
     except ValidationError as exc:
         raise ValidationFailed(_describe("querystring", exc.messages)) from None
 
@@ -194,9 +203,7 @@ def _read_body() -> Any:
         return None
     mimetype = request.mimetype or "application/json"
     if mimetype not in JSON_TYPES:
-        raise UnsupportedMediaType(
-            f"Unsupported Content-Type '{mimetype}': send application/json"
-        )
+        raise UnsupportedMediaType(f"Unsupported Content-Type '{mimetype}': send application/json")
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -238,8 +245,3 @@ def _describe(where: str, messages: Any) -> str:
         return f"{'/'.join(path[:-1])} must have required property '{path[-1]}'"
     text = replacements.get(text, text)
     return f"{'/'.join(path)} {text}"
-
-
-def endpoint_rules(endpoints: Iterable[Endpoint]) -> list[tuple[str, str]]:
-    """(method, rule) pairs, sorted, for tables and tests."""
-    return sorted((ep.method, ep.rule) for ep in endpoints)

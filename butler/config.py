@@ -104,12 +104,8 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("scheduler", cs.SchedulerSection, _always),
     _Section("keyValueStore", cs.KeyValueStoreSection, _always),
     _Section("mqttConfig", cs.MqttSection, _flag("mqttConfig.enable")),
-    _Section(
-        "fileCopyApprovedDirectories", cs.DirectoryPair, _any_enabled("fileCopy"), many=True
-    ),
-    _Section(
-        "fileMoveApprovedDirectories", cs.DirectoryPair, _any_enabled("fileMove"), many=True
-    ),
+    _Section("fileCopyApprovedDirectories", cs.DirectoryPair, _any_enabled("fileCopy"), many=True),
+    _Section("fileMoveApprovedDirectories", cs.DirectoryPair, _any_enabled("fileMove"), many=True),
     _Section("fileDeleteApprovedDirectories", None, _any_enabled("fileDelete"), string_list=True),
     _Section("createDirApprovedDirectories", None, _any_enabled("createDir"), string_list=True),
     _Section(
@@ -232,15 +228,7 @@ class Config:
         self._set(section.path, loaded)
 
     def _set(self, dotted: str, value: Any) -> None:
-        node = self._data
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
+        _assign(self._data, dotted, value)
 
 
 def _walk(mapping: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -326,10 +314,29 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read, validate and return the config at ``path`` (``ConfigError`` on any problem)."""
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read, validate and return the config at ``path`` (``ConfigError`` on any problem).
+
+    ``overrides`` maps dotted keys to values that replace the file's (command-line options);
+    they are validated like the file's own values.
+    """
     file = Path(path)
     data = read_yaml(file)
     if not isinstance(data, Mapping) or not isinstance(data.get("Butler"), Mapping):
         raise ConfigError(f"{file}: top level must be a mapping with a 'Butler' key")
-    return Config.from_mapping(data["Butler"], file.resolve().parent, file.resolve())
+    butler = copy.deepcopy(dict(data["Butler"]))
+    for dotted, value in (overrides or {}).items():
+        _assign(butler, dotted, value)
+    return Config.from_mapping(butler, file.resolve().parent, file.resolve())
+
+
+def _assign(root: dict[str, Any], dotted: str, value: Any) -> None:
+    node = root
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value

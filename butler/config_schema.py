@@ -199,7 +199,7 @@ class NewRelicAccount(_Open):
     insertApiKey = _str(required=True)
     accountId = _str(required=True)
 
-    def load(self, data: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def load(self, data: Any, **kwargs: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("accountId"), int):
             data = {**data, "accountId": str(data["accountId"])}
         return super().load(data, **kwargs)

@@ -55,7 +55,7 @@ class WaitressServer:
             clear_untrusted_proxy_headers=True,
         )
         self.host = host
-        self.port = int(self._server.effective_port)  # type: ignore[union-attr]
+        self.port = int(self._server.effective_port)
         self._stopped = threading.Event()
 
     @property
@@ -75,14 +75,14 @@ class WaitressServer:
             return
         self._stopped.set()
         server = self._server
-        server_map = server._map  # type: ignore[union-attr]
+        server_map = server._map
 
         def close_all(*_: Any) -> None:
             for channel in list(server_map.values()):
                 channel.handle_close()
 
-        server.trigger.pull_trigger(close_all)  # type: ignore[union-attr]
-        server.task_dispatcher.shutdown()  # type: ignore[union-attr]
+        server.trigger.pull_trigger(close_all)
+        server.task_dispatcher.shutdown()
 
 
 class CherootTlsServer:
@@ -93,9 +93,7 @@ class CherootTlsServer:
         from cheroot.ssl.builtin import BuiltinSSLAdapter
 
         self._server = wsgi.Server((host, port), app, numthreads=threads, server_name="Butler")
-        adapter = BuiltinSSLAdapter(
-            str(tls.cert), str(tls.key), str(tls.ca) if tls.ca else None
-        )
+        adapter = BuiltinSSLAdapter(str(tls.cert), str(tls.key), str(tls.ca) if tls.ca else None)
         adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._server.ssl_adapter = adapter
         self._server.prepare()

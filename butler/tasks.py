@@ -1,0 +1,371 @@
+"""The task starter: the one path by which anything starts a Qlik Sense task.
+
+REST calls, MQTT messages, schedules and app-reload chains all come here, so the start
+filter, GUID rules, de-duplication and truthful reporting apply to every trigger alike.
+QRS round trips are batched: one filtered lookup for all ids plus one per tag or custom
+property (issued concurrently), then a single ``start/many`` call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from butler.errors import ApiError, BadRequest, ValidationFailed
+
+if TYPE_CHECKING:
+    from butler.kvstore import KvStore
+    from butler.qrs import QrsClient
+
+log = logging.getLogger(__name__)
+
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+ITEM_TYPES = ("keyvaluestore", "starttaskid", "starttasktag", "starttaskcustomproperty")
+
+
+def is_guid(value: Any) -> bool:
+    return isinstance(value, str) and GUID.match(value) is not None
+
+
+@dataclass(frozen=True)
+class StartFilter:
+    """``Butler.startTaskFilter``: each kind of request is checked against its own list."""
+
+    enabled: bool = False
+    task_ids: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+    custom_properties: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> StartFilter:
+        section = section or {}
+        allow = section.get("allowTask") or {}
+        ids = [t for t in allow.get("taskId") or [] if isinstance(t, str)]
+        for task_id in ids:
+            if not is_guid(task_id):
+                log.warning("startTaskFilter.allowTask.taskId entry is not a GUID: %s", task_id)
+        return cls(
+            enabled=section.get("enable") is True,
+            task_ids=frozenset(t.lower() for t in ids),
+            tags=frozenset(str(t) for t in allow.get("tag") or []),
+            custom_properties=frozenset(
+                (str(cp.get("name")), str(cp.get("value")))
+                for cp in allow.get("customProperty") or []
+                if isinstance(cp, Mapping)
+            ),
+        )
+
+    def allows_id(self, task_id: str) -> bool:
+        return not self.enabled or task_id.lower() in self.task_ids
+
+    def allows_tag(self, tag: str) -> bool:
+        return not self.enabled or tag in self.tags
+
+    def allows_custom_property(self, name: str, value: str) -> bool:
+        return not self.enabled or (name, value) in self.custom_properties
+
+
+@dataclass(frozen=True)
+class KvItem:
+    namespace: str
+    key: str
+    value: str
+    ttl: Any = None
+
+
+@dataclass
+class StartRequest:
+    """What one trigger asks for, in the order the caller gave it."""
+
+    task_ids: list[Any] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    custom_properties: list[tuple[str, str]] = field(default_factory=list)
+    kv_items: list[KvItem] = field(default_factory=list)
+    all_task_ids_must_exist: bool = False
+
+
+@dataclass
+class StartResult:
+    """Per-request outcome; field names follow the original's response and seed 001."""
+
+    started_by_id: list[dict[str, str]] = field(default_factory=list)
+    invalid_ids: list[dict[str, Any]] = field(default_factory=list)
+    denied_ids: list[dict[str, Any]] = field(default_factory=list)
+    started_by_tag: list[dict[str, str]] = field(default_factory=list)
+    denied_tags: list[dict[str, str]] = field(default_factory=list)
+    started_by_cp: list[dict[str, str]] = field(default_factory=list)
+    denied_cps: list[dict[str, str]] = field(default_factory=list)
+    started: list[dict[str, str]] = field(default_factory=list)
+    not_found: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_response(self) -> dict[str, Any]:
+        return {
+            "tasksId": {
+                "started": self.started_by_id,
+                "invalid": self.invalid_ids,
+                "denied": self.denied_ids,
+            },
+            "tasksTag": self.started_by_tag,
+            "tasksTagDenied": self.denied_tags,
+            "tasksCP": self.started_by_cp,
+            "tasksCPDenied": self.denied_cps,
+            "tasksStarted": self.started,
+            "tasksNotFound": self.not_found,
+            "tasksFailed": self.failed,
+            "totalTasksStarted": len(self.started),
+        }
+
+    def outcomes(self) -> dict[str, str]:
+        """Lower-case task id -> started / failed: ... / notFound / denied / invalid."""
+        result: dict[str, str] = {}
+        for item in self.invalid_ids:
+            result[str(item["taskId"]).lower()] = "invalid"
+        for item in self.not_found:
+            result[item["taskId"].lower()] = "notFound"
+        for item in self.denied_ids:
+            result[str(item["taskId"]).lower()] = "denied"
+        for item in self.failed:
+            result[item["taskId"]] = f"failed: {item['message']}"
+        for item in self.started:
+            result[item["taskId"]] = "started"
+        return result
+
+
+class TaskStarter:
+    """Resolves, filters and starts tasks through one pooled QRS client."""
+
+    def __init__(
+        self,
+        qrs: QrsClient,
+        start_filter: StartFilter | None = None,
+        kv_store: KvStore | None = None,
+        lookup_workers: int = 16,
+    ):
+        self._qrs = qrs
+        self._filter = start_filter or StartFilter()
+        self._kv = kv_store
+        self._pool = ThreadPoolExecutor(lookup_workers, thread_name_prefix="qrs-lookup")
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def start(self, request: StartRequest, *, trigger: str) -> StartResult:
+        """Start what ``request`` names; raises 502/504 errors when QRS fails before a start."""
+        result = StartResult()
+        queued_ids = self._classify_ids(request.task_ids, result)
+        tags = [t for t in dict.fromkeys(request.tags) if self._tag_allowed(t, result)]
+        cps = [
+            cp for cp in dict.fromkeys(request.custom_properties) if self._cp_allowed(cp, result)
+        ]
+
+        id_lookup = (
+            self._pool.submit(self._qrs.find_tasks_by_ids, queued_ids) if queued_ids else None
+        )
+        tag_lookups = [self._pool.submit(self._qrs.find_tasks_by_tag, t) for t in tags]
+        cp_lookups = [self._pool.submit(self._qrs.find_tasks_by_custom_property, *cp) for cp in cps]
+        found = _names(_wait(id_lookup) if id_lookup else [])
+        by_tag = [_task_refs(_wait(f)) for f in tag_lookups]
+        by_cp = [_task_refs(_wait(f)) for f in cp_lookups]
+
+        id_refs: list[dict[str, str]] = []
+        for task_id in queued_ids:
+            if task_id in found:
+                id_refs.append({"taskId": task_id, "taskName": found[task_id]})
+            else:
+                result.invalid_ids.append({"taskId": task_id})
+                result.not_found.append({"taskId": task_id})
+        if request.all_task_ids_must_exist and result.invalid_ids:
+            result.denied_ids.extend({"taskId": ref["taskId"]} for ref in id_refs)
+            id_refs = []
+
+        self._write_kv_items(request.kv_items)
+        to_start = _unique(id_refs + [r for refs in by_tag + by_cp for r in refs])
+        refused = self._start_all(to_start)
+        for ref in to_start:
+            if ref["taskId"] in refused:
+                status, message = refused[ref["taskId"]]
+                result.failed.append({**ref, "status": status, "message": message})
+            else:
+                result.started.append({**ref, "status": "started"})
+        ok = {ref["taskId"] for ref in result.started}
+        result.started_by_id = [r for r in id_refs if r["taskId"] in ok]
+        result.started_by_tag = [r for refs in by_tag for r in refs if r["taskId"] in ok]
+        result.started_by_cp = [r for refs in by_cp for r in refs if r["taskId"] in ok]
+        log.info(
+            "Task start via %s: %d started, %d failed, %d invalid, %d denied",
+            trigger,
+            len(result.started),
+            len(result.failed),
+            len(result.invalid_ids),
+            len(result.denied_ids) + len(result.denied_tags) + len(result.denied_cps),
+        )
+        return result
+
+    def start_ids(self, task_ids: Sequence[str], trigger: str) -> dict[str, str]:
+        """Start tasks by id and return the outcome per lower-case id (schedules, chains)."""
+        return self.start(StartRequest(task_ids=list(task_ids)), trigger=trigger).outcomes()
+
+    def _classify_ids(self, raw_ids: Iterable[Any], result: StartResult) -> list[str]:
+        queued: list[str] = []
+        for raw in raw_ids:
+            if not is_guid(raw):
+                result.invalid_ids.append({"taskId": raw})
+            elif not self._filter.allows_id(raw):
+                result.denied_ids.append({"taskId": raw})
+            elif raw.lower() not in queued:
+                queued.append(raw.lower())
+        return queued
+
+    def _tag_allowed(self, tag: str, result: StartResult) -> bool:
+        if self._filter.allows_tag(tag):
+            return True
+        result.denied_tags.append({"tag": tag})
+        return False
+
+    def _cp_allowed(self, cp: tuple[str, str], result: StartResult) -> bool:
+        if self._filter.allows_custom_property(*cp):
+            return True
+        result.denied_cps.append({"name": cp[0], "value": cp[1]})
+        return False
+
+    def _write_kv_items(self, items: Sequence[KvItem]) -> None:
+        if not items:
+            return
+        if self._kv is None:
+            log.warning(
+                "Task start carried %d key-value item(s) but the KV store is off", len(items)
+            )
+            return
+        for item in items:
+            self._kv.set(item.namespace, item.key, item.value, item.ttl)
+
+    def _start_all(self, refs: list[dict[str, str]]) -> dict[str, tuple[int | str, str]]:
+        """Start every task in one call; on refusal, find out task by task which failed."""
+        from butler.qrs import QrsHttpError
+
+        ids = [ref["taskId"] for ref in refs]
+        if not ids:
+            return {}
+        try:
+            self._qrs.start_tasks(ids)
+            return {}
+        except QrsHttpError as batch_error:
+            log.warning("QRS refused a batch start (%s); starting one by one", batch_error.status)
+        refused: dict[str, tuple[int | str, str]] = {}
+        futures = {task_id: self._pool.submit(self._qrs.start_task, task_id) for task_id in ids}
+        for task_id, future in futures.items():
+            try:
+                future.result()
+            except QrsHttpError as exc:
+                refused[task_id] = (exc.status, f"QRS refused the start (HTTP {exc.status})")
+            except ApiError as exc:
+                refused[task_id] = ("error", exc.message)
+        return refused
+
+
+def _wait(future: Future[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return future.result()
+
+
+def _names(tasks: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    return {str(t["id"]).lower(): str(t.get("name", "")) for t in tasks}
+
+
+def _task_refs(tasks: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    return [{"taskId": str(t["id"]).lower(), "taskName": str(t.get("name", ""))} for t in tasks]
+
+
+def _unique(refs: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    seen: dict[str, dict[str, str]] = {}
+    for ref in refs:
+        seen.setdefault(ref["taskId"], ref)
+    return list(seen.values())
+
+
+def parse_start_body(body: Any, url_task_id: str | None = None) -> StartRequest:
+    """Turn any accepted body form into a :class:`StartRequest`.
+
+    Accepted: no body, ``{}``, the original's typed-item array, and seed 001's object form
+    ``{"taskId": [...], "tag": [...], "customProperty": [{"name", "value"}]}``.
+    """
+    request = StartRequest()
+    if url_task_id is not None and url_task_id != "-":
+        request.task_ids.append(url_task_id)
+    if body is None:
+        return request
+    if isinstance(body, list):
+        for index, item in enumerate(body):
+            _add_typed_item(request, item, f"body/{index}")
+        return request
+    if isinstance(body, dict):
+        for task_id in _as_list(body.get("taskId")):
+            request.task_ids.append(task_id)
+        for tag in _as_list(body.get("tag")):
+            request.tags.append(_text(tag, "body/tag"))
+        for index, cp in enumerate(_as_list(body.get("customProperty"))):
+            request.custom_properties.append(_cp_pair(cp, f"body/customProperty/{index}"))
+        return request
+    raise ValidationFailed("body must be array or object")
+
+
+def _add_typed_item(request: StartRequest, item: Any, where: str) -> None:
+    if not isinstance(item, dict):
+        raise ValidationFailed(f"{where} must be object")
+    kind = item.get("type")
+    if kind is None:
+        return
+    if kind not in ITEM_TYPES:
+        raise ValidationFailed(f"{where}/type must be equal to one of the allowed values")
+    payload = item.get("payload")
+    if not isinstance(payload, dict):
+        raise ValidationFailed(f"{where}/payload must be object (it is required for {kind})")
+    if kind == "starttaskid":
+        request.task_ids.append(payload.get("taskId"))
+    elif kind == "starttasktag":
+        request.tags.append(_text(payload.get("tag"), f"{where}/payload/tag"))
+    elif kind == "starttaskcustomproperty":
+        request.custom_properties.append(
+            (
+                _text(payload.get("customPropertyName"), f"{where}/payload/customPropertyName"),
+                _text(payload.get("customPropertyValue"), f"{where}/payload/customPropertyValue"),
+            )
+        )
+    else:
+        request.kv_items.append(_kv_item(payload, f"{where}/payload"))
+
+
+def _kv_item(payload: Mapping[str, Any], where: str) -> KvItem:
+    namespace = _text(payload.get("namespace"), f"{where}/namespace")
+    key = _text(payload.get("key"), f"{where}/key")
+    if "value" not in payload or payload["value"] is None:
+        raise BadRequest(f"{where}/value is required for a keyvaluestore item")
+    value = payload["value"]
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return KvItem(namespace, key, text, payload.get("ttl"))
+
+
+def _cp_pair(cp: Any, where: str) -> tuple[str, str]:
+    if not isinstance(cp, dict):
+        raise ValidationFailed(f"{where} must be object with name and value")
+    return _text(cp.get("name"), f"{where}/name"), _text(cp.get("value"), f"{where}/value")
+
+
+def _text(value: Any, where: str) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+        raise BadRequest(f"{where} is required and must be a string")
+    text = str(value)
+    if not text:
+        raise BadRequest(f"{where} must not be empty")
+    return text
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
