@@ -169,7 +169,9 @@ class KvStore:
         return db
 
     def _prepare(self, db: sqlite3.Connection) -> None:
-        db.execute("PRAGMA journal_mode=WAL")
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("Key-value store %s: WAL not available, using %s journal", self._path, mode)
         db.execute("PRAGMA synchronous=FULL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, _SCHEMA_VERSION):
@@ -296,7 +298,8 @@ class KvStore:
                     self._db.execute(sql, params)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             log.error("Key-value store: write to %s failed: %s", self._path, exc)
@@ -394,7 +397,7 @@ class KvStore:
             now = self._clock()
             items = self._namespace(namespace)
             item = items.get(key)
-            self._commit(self._delete_statements(namespace, [key]) if item else [])
+            self._commit([] if item is None else self._delete_statements(namespace, [key]))
             if item is not None:
                 with self._lock:
                     del items[key]
