@@ -83,7 +83,6 @@ def _needs_qrs(cfg: Config) -> bool:
         cfg.endpoint_enabled("senseStartTask")
         or cfg.endpoint_enabled("senseAppReload")
         or cfg.get("scheduler.enable") is True
-        or cfg.get("mqttConfig.enable") is True
     )
 
 
@@ -219,10 +218,13 @@ class Config:
         elif section.many:
             if raw is not None and not isinstance(raw, list):
                 raise ConfigError(f"Butler.{section.path}: must be a list (or null)")
-            loaded = [
-                _load(section.schema, item, f"{section.path}.{i}")
-                for i, item in enumerate(raw or [])
-            ]
+            loaded = (
+                None
+                if raw is None
+                else [
+                    _load(section.schema, item, f"{section.path}.{i}") for i, item in enumerate(raw)
+                ]
+            )
         else:
             loaded = _load(section.schema, raw, section.path)
         self._set(section.path, loaded)

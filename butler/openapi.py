@@ -41,8 +41,8 @@ def build_openapi(endpoints: Iterable[Endpoint], server_url: str | None = None) 
         info={"description": "REST API of Butler for Python, compatible with Butler 16."},
         servers=[{"url": server_url}] if server_url else [],
     )
-    marshmallow_plugin.map_to_openapi_type(LoadScriptBoolean, "boolean")
-    marshmallow_plugin.map_to_openapi_type(LoadScriptInteger, "integer")
+    marshmallow_plugin.map_to_openapi_type(LoadScriptBoolean, "boolean", None)
+    marshmallow_plugin.map_to_openapi_type(LoadScriptInteger, "integer", None)
     operations: dict[str, dict[str, Any]] = {}
     for ep in sorted(endpoints, key=lambda e: (e.rule, e.method)):
         operations.setdefault(openapi_path(ep.rule), {})[ep.method.lower()] = _operation(ep)

@@ -47,7 +47,9 @@ class WaitressServer:
             host=host,
             port=port,
             threads=threads,
-            max_request_body_size=max_body,
+            # The app answers 413 in JSON; waitress's own (plain-text) cap only stops the
+            # absurd bodies that should not even be buffered.
+            max_request_body_size=max_body * 4,
             connection_limit=1000,
             channel_timeout=120,
             backlog=2048,

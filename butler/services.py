@@ -7,6 +7,7 @@ needs a missing service answers 503 naming the config key.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from butler.qrs import QrsClient
     from butler.scheduler import Scheduler
     from butler.tasks import TaskStarter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,3 +35,35 @@ class Services:
     mqtt: MqttService | None = None
     engine: EngineClient | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def _ordered(self) -> list[Any]:
+        """Stores first, then clients, then the things that trigger work."""
+        return [
+            s
+            for s in (
+                self.kv_store,
+                self.qrs,
+                self.engine,
+                self.task_starter,
+                self.scheduler,
+                self.mqtt,
+            )
+            if s is not None
+        ]
+
+    def start(self) -> None:
+        for service in self._ordered():
+            if hasattr(service, "start"):
+                service.start()
+
+    def stop(self) -> None:
+        """Stop triggers before the clients they use; safe to call more than once."""
+        for service in reversed(self._ordered()):
+            if hasattr(service, "stop"):
+                try:
+                    service.stop()
+                except Exception:
+                    log.exception("Error while stopping %s", type(service).__name__)
+        for service in (self.qrs, self.kv_store):
+            if service is not None and hasattr(service, "close"):
+                service.close()

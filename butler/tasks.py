@@ -369,3 +369,15 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+def parse_mqtt_payload(payload: bytes) -> StartRequest:
+    """An MQTT task-start message: a bare task id (original), or JSON in any body form."""
+    text = payload.decode("utf-8", errors="replace").strip()
+    if text.startswith(("[", "{")):
+        try:
+            body = json.loads(text)
+        except ValueError:
+            raise BadRequest("MQTT task-start payload is not valid JSON") from None
+        return parse_start_body(body)
+    return StartRequest(task_ids=[text])

@@ -36,6 +36,20 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+QLIK_PLACEHOLDERS: dict[str, Any] = {
+    "cert": {"clientCert": "client.pem", "clientCertKey": "client_key.pem"},
+    "configQRS": {"host": "127.0.0.1", "port": 4242},
+    "configEngine": {"host": "127.0.0.1", "port": 4747},
+    "thirdPartyToolsCredentials": {"newRelic": None},
+    "restServerEndpointsConfig": {
+        "newRelic": {
+            "postNewRelicEvent": {"url": "http://127.0.0.1:9/"},
+            "postNewRelicMetric": {"url": "http://127.0.0.1:9/metric/v1"},
+        }
+    },
+}
+"""Qlik-facing sections that let every endpoint be enabled (nothing is contacted)."""
+
 BASE_CONFIG: dict[str, Any] = {
     "logLevel": "info",
     "restServerConfig": {"enable": True, "serverHost": "127.0.0.1", "serverPort": 8080},

@@ -1,0 +1,43 @@
+import ssl
+
+import pytest
+import requests
+
+from butler.app import create_app
+from butler.server import TlsFiles, build_server
+from butler.testing.certs import generate_certificates
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return generate_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def test_https_request_against_test_certificate(make_config, live_server, certs):
+    config = make_config({"restServerEndpointsEnable": {"butlerping": True}})
+    url = live_server(create_app(config), tls=TlsFiles(certs.server_cert, certs.server_key))
+    assert url.startswith("https://")
+    response = requests.get(f"{url}/v4/butlerping", verify=str(certs.ca), timeout=5)
+    assert response.status_code == 200
+    assert response.json()["response"] == "Butler reporting for duty"
+
+
+def test_plain_http_to_tls_port_is_refused(make_config, live_server, certs):
+    config = make_config({"restServerEndpointsEnable": {"butlerping": True}})
+    url = live_server(create_app(config), tls=TlsFiles(certs.server_cert, certs.server_key))
+    with pytest.raises(requests.RequestException):
+        requests.get(url.replace("https://", "http://") + "/v4/butlerping", timeout=5)
+
+
+def test_untrusted_certificate_is_rejected_by_client(make_config, live_server, certs):
+    config = make_config({"restServerEndpointsEnable": {"butlerping": True}})
+    url = live_server(create_app(config), tls=TlsFiles(certs.server_cert, certs.server_key))
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{url}/v4/butlerping", timeout=5)
+    assert ssl.OPENSSL_VERSION
+
+
+def test_missing_tls_file_fails_before_serving(make_config, tmp_path):
+    app = create_app(make_config())
+    with pytest.raises(OSError, match="TLS cert file could not be loaded"):
+        build_server(app, "127.0.0.1", 0, tls=TlsFiles(tmp_path / "no.pem", tmp_path / "no.key"))
