@@ -1,0 +1,272 @@
+"""File copy, move and delete between approved folders, and folder creation.
+
+Routes and bodies are the original's (``PUT /v4/filecopy``, ``PUT /v4/filemove``,
+``DELETE /v4/filedelete``, ``POST /v4/createdirqvd``, ``POST /v4/createdir``), including the
+load-script forms: POST with ``X-HTTP-Method-Override``, ``"true"``/``"false"`` strings,
+``/`` or ``\\`` separators. The answers are truthful where the original's were not: a
+missing source is 404, an existing destination without ``overwrite`` is 409, and approval
+is decided before anything about the file system is revealed. See
+``docs/file-operations.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema
+
+from butler.config import ConfigError
+from butler.endpoints import ApiRequest, Endpoint
+from butler.fields import LoadScriptBoolean, LoadScriptString
+from butler.file_policy import CheckedPath, DirectoryPair, PathPolicy
+from butler.fileops import FileOperations
+from butler.hookspecs import hookimpl
+
+log = logging.getLogger(__name__)
+
+TAG = "File operations"
+CREATE_DIR_KEY = "createDirApprovedDirectories"
+
+
+class _Body(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class MoveBody(_Body):
+    fromFile = LoadScriptString(allow_none=True)
+    toFile = LoadScriptString(allow_none=True)
+    overwrite = LoadScriptBoolean(allow_none=True)
+
+
+class CopyBody(MoveBody):
+    preserveTimestamp = LoadScriptBoolean(allow_none=True)
+
+
+class DeleteBody(_Body):
+    deleteFile = LoadScriptString(allow_none=True)
+
+
+class DirectoryBody(_Body):
+    directory = LoadScriptString(allow_none=True)
+
+
+def build_file_operations(config: Any, policy: PathPolicy | None = None) -> FileOperations:
+    """Read the approvals of the enabled file endpoints; ``ConfigError`` on a bad entry.
+
+    Only enabled endpoints' settings are read, so a stale section for a switched-off
+    feature cannot stop start-up.
+    """
+    policy = policy or PathPolicy()
+
+    def directory(raw: str, key: str) -> CheckedPath:
+        resolved = config.resolve_path(policy.native_separators(raw))
+        try:
+            return policy.parse_config_dir(str(resolved), f"Butler.{key}")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def pairs(key: str) -> list[DirectoryPair]:
+        return [
+            DirectoryPair(
+                directory(entry["fromDirectory"], f"{key}.{i}.fromDirectory"),
+                directory(entry["toDirectory"], f"{key}.{i}.toDirectory"),
+            )
+            for i, entry in enumerate(config.get(key) or [])
+        ]
+
+    def directories(key: str) -> list[CheckedPath]:
+        return [directory(raw, f"{key}.{i}") for i, raw in enumerate(config.get(key) or [])]
+
+    qvd_path = config.get("configDirectories.qvdPath")
+    create_dirs = None
+    if config.endpoint_enabled("createDir"):
+        if config.get(CREATE_DIR_KEY) is None:
+            log.warning(
+                "POST /v4/createdir is enabled without Butler.%s: callers can create "
+                "folders anywhere this process may write",
+                CREATE_DIR_KEY,
+            )
+        else:
+            create_dirs = directories(CREATE_DIR_KEY)
+    return FileOperations(
+        policy=policy,
+        copy_pairs=pairs("fileCopyApprovedDirectories")
+        if config.endpoint_enabled("fileCopy")
+        else [],
+        move_pairs=pairs("fileMoveApprovedDirectories")
+        if config.endpoint_enabled("fileMove")
+        else [],
+        delete_dirs=(
+            directories("fileDeleteApprovedDirectories")
+            if config.endpoint_enabled("fileDelete")
+            else []
+        ),
+        qvd_dir=(
+            directory(str(qvd_path), "configDirectories.qvdPath")
+            if qvd_path and config.endpoint_enabled("createDirQVD")
+            else None
+        ),
+        create_dirs=create_dirs,
+    )
+
+
+@hookimpl
+def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+    ops = build_file_operations(config)
+
+    def copy(call: ApiRequest) -> Any:
+        body = call.body
+        overwrite = bool(body.get("overwrite"))
+        preserve = bool(body.get("preserveTimestamp"))
+        source, target = ops.copy(
+            call.client,
+            body.get("fromFile"),
+            body.get("toFile"),
+            overwrite=overwrite,
+            preserve_timestamp=preserve,
+        )
+        echo = {
+            "fromFile": source,
+            "toFile": target,
+            "overwrite": overwrite,
+            "preserveTimestamp": preserve,
+        }
+        return echo, 201
+
+    def move(call: ApiRequest) -> Any:
+        body = call.body
+        overwrite = bool(body.get("overwrite"))
+        source, target = ops.move(
+            call.client, body.get("fromFile"), body.get("toFile"), overwrite=overwrite
+        )
+        return {"fromFile": source, "toFile": target, "overwrite": overwrite}, 201
+
+    def delete(call: ApiRequest) -> Any:
+        ops.delete(call.client, call.body.get("deleteFile"))
+        return "", 204
+
+    def create_qvd_dir(call: ApiRequest) -> Any:
+        ops.create_qvd_dir(call.client, call.body.get("directory"))
+        return {"directory": call.body["directory"]}, 201
+
+    def create_dir(call: ApiRequest) -> Any:
+        ops.create_dir(call.client, call.body.get("directory"))
+        return {"directory": call.body["directory"]}, 201
+
+    transfer_errors = {
+        400: "Missing or invalid path (relative, UNC on non-Windows, NUL, too long...)",
+        403: "The source and destination are not inside one approved folder pair",
+        404: "fromFile does not exist",
+        409: "toFile exists and overwrite is false",
+        500: "The operating system refused the operation",
+    }
+    return [
+        Endpoint(
+            enable_key="fileCopy",
+            method="PUT",
+            rule="/v4/filecopy",
+            view=copy,
+            summary="Copy file(s) between well defined, approved locations.",
+            description=(
+                "Copies a file, or a folder with everything below it, when one entry of "
+                "`Butler.fileCopyApprovedDirectories` has the source below its "
+                "`fromDirectory` and the destination below its `toDirectory`. Paths must "
+                "be absolute. Missing destination folders are created. With `overwrite` "
+                "false an existing destination is refused with 409."
+            ),
+            tag=TAG,
+            body_schema=CopyBody,
+            body_example={
+                "fromFile": "C:/data/qvd/subfolder/file1.qvd",
+                "toFile": "C:/data/archive/file1_20200925.qvd",
+                "overwrite": False,
+                "preserveTimestamp": False,
+            },
+            responses={201: "Copied; the normalised paths are echoed", **transfer_errors},
+        ),
+        Endpoint(
+            enable_key="fileMove",
+            method="PUT",
+            rule="/v4/filemove",
+            view=move,
+            summary="Move file(s) between well defined, approved locations.",
+            description=(
+                "Moves a file or a folder when one entry of "
+                "`Butler.fileMoveApprovedDirectories` approves both ends (see file copy)."
+            ),
+            tag=TAG,
+            body_schema=MoveBody,
+            body_example={
+                "fromFile": "C:/data/qvd/subfolder/file1.qvd",
+                "toFile": "C:/data/archive/file1_20200925.qvd",
+                "overwrite": False,
+            },
+            responses={201: "Moved; the normalised paths are echoed", **transfer_errors},
+        ),
+        Endpoint(
+            enable_key="fileDelete",
+            method="DELETE",
+            rule="/v4/filedelete",
+            view=delete,
+            summary="Delete file(s) in well defined, approved locations.",
+            description=(
+                "Deletes a file, a link, or a folder with everything below it, when it lies "
+                "below one of `Butler.fileDeleteApprovedDirectories` (an approved folder "
+                "itself cannot be deleted). The path goes in the JSON body, also on DELETE."
+            ),
+            tag=TAG,
+            body_schema=DeleteBody,
+            body_example={"deleteFile": "C:/data/qvdstore/sales/file1.qvd"},
+            responses={
+                204: "Deleted",
+                400: "Missing or invalid path",
+                403: "Not below an approved folder",
+                404: "Delete failed, file does not exist",
+                500: "The operating system refused the operation",
+            },
+        ),
+        Endpoint(
+            enable_key="createDirQVD",
+            method="POST",
+            rule="/v4/createdirqvd",
+            view=create_qvd_dir,
+            summary="Creates a directory in designated QVD directory.",
+            description=(
+                "Creates `directory` (and missing parents) below "
+                "`Butler.configDirectories.qvdPath`; an existing folder is fine."
+            ),
+            tag=TAG,
+            body_schema=DirectoryBody,
+            body_example={"directory": "subfolder/2020-10"},
+            responses={
+                201: "Created (or already there); `directory` is echoed as sent",
+                400: "Missing or invalid directory",
+                403: "Directory must be within the QVD folder",
+                409: "A file with that name exists",
+                503: "configDirectories.qvdPath is not configured",
+            },
+        ),
+        Endpoint(
+            enable_key="createDir",
+            method="POST",
+            rule="/v4/createdir",
+            view=create_dir,
+            summary="Creates a directory anywhere in the file system.",
+            description=(
+                "Creates the absolute `directory` (and missing parents); an existing folder "
+                f"is fine. When `Butler.{CREATE_DIR_KEY}` is set, the folder must be inside "
+                "one of those folders."
+            ),
+            tag=TAG,
+            body_schema=DirectoryBody,
+            body_example={"directory": "C:/data/qvds/2020"},
+            responses={
+                201: "Created (or already there); `directory` is echoed as sent",
+                400: "Missing, relative or invalid directory",
+                403: f"Not inside Butler.{CREATE_DIR_KEY}",
+                409: "A file with that name exists",
+            },
+        ),
+    ]
