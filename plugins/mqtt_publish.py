@@ -1,0 +1,83 @@
+"""PUT /v4/mqttpublishmessage: publish one message through Butler's MQTT connection.
+
+Unlike the original (which hung with MQTT disabled and answered 201 for messages that never
+left), the answer is truthful: 201 only after the client sent the message (QoS 0) or the
+broker acknowledged it (QoS 1/2); 503 when MQTT is switched off; 502/504 when the broker
+is down or slow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, validate
+
+from butler.endpoints import ApiRequest, Endpoint
+from butler.errors import FeatureUnavailable
+from butler.fields import LoadScriptBoolean, LoadScriptInteger, LoadScriptString
+from butler.hookspecs import hookimpl
+
+TAG = "MQTT"
+PUBLISH_TIMEOUT = 5.0
+
+
+class PublishBody(Schema):
+    """Extra properties are kept: the original echoes the whole body back."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    topic = LoadScriptString(required=True)
+    message = LoadScriptString(required=True)
+    qos = LoadScriptInteger(
+        validate=validate.OneOf((0, 1, 2), error="must be equal to one of the allowed values")
+    )
+    retain = LoadScriptBoolean()
+
+
+@hookimpl
+def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+    def publish(call: ApiRequest) -> Any:
+        mqtt = services.mqtt
+        if mqtt is None:
+            raise FeatureUnavailable(
+                "MQTT is not enabled: set Butler.mqttConfig.enable to true to publish messages"
+            )
+        body = call.body
+        mqtt.publish(
+            body["topic"],
+            body["message"],
+            qos=body.get("qos", 0),
+            retain=body.get("retain", False),
+            timeout=PUBLISH_TIMEOUT,
+        )
+        return dict(body), 201
+
+    return [
+        Endpoint(
+            enable_key="mqttPublishMessage",
+            method="PUT",
+            rule="/v4/mqttpublishmessage",
+            view=publish,
+            summary="Publish a message to a MQTT topic.",
+            description=(
+                "Publishes `message` to `topic` on the broker in `Butler.mqttConfig`. Optional "
+                "`qos` (0, 1, 2; default 0) and `retain` (default false). Answers 201 with the "
+                "request body once the message was sent (QoS 0) or acknowledged by the broker "
+                "(QoS 1 and 2)."
+            ),
+            tag=TAG,
+            body_schema=PublishBody,
+            body_example={
+                "topic": "qliksense/new_data_notification/sales",
+                "message": "dt=20201028",
+            },
+            responses={
+                201: "Message published; the request body is echoed",
+                400: "Missing or invalid topic/message/qos/retain",
+                502: "MQTT broker not connected or refused the message",
+                503: "MQTT is not enabled (Butler.mqttConfig.enable)",
+                504: "The broker did not acknowledge the message in time",
+            },
+        )
+    ]

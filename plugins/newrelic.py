@@ -1,0 +1,237 @@
+"""POST /v4/newrelic/event and /v4/newrelic/metric: forward one event or gauge to New Relic.
+
+Every destination account is posted to (concurrently) and reported in the answer, instead
+of the original's "first account's status text as text/plain". 202 when at least one
+account accepted (per-account detail says which); 502/504 when none did; 503 when the
+accounts or credentials are not configured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from butler.endpoints import ApiRequest, Endpoint
+from butler.errors import FeatureUnavailable
+from butler.fields import LoadScriptNumber, LoadScriptString
+from butler.hookspecs import hookimpl
+from butler.outbound import (
+    NEW_RELIC_TIMEOUT,
+    AccountResult,
+    NewRelicAccount,
+    event_payload,
+    metric_payload,
+    post_event,
+    post_metric,
+    raise_if_none_accepted,
+    resolve_accounts,
+    timeout_setting,
+    unknown_account_result,
+)
+
+TAG = "New Relic"
+CREDENTIALS_KEY = "thirdPartyToolsCredentials.newRelic"
+EVENT_KEY = "restServerEndpointsConfig.newRelic.postNewRelicEvent"
+METRIC_KEY = "restServerEndpointsConfig.newRelic.postNewRelicMetric"
+
+
+def _length(maximum: int) -> list[validate.Length]:
+    return [
+        validate.Length(min=1, error="must not be empty"),
+        validate.Length(max=maximum, error="must NOT have more than {max} characters"),
+    ]
+
+
+class FiniteNumber(LoadScriptNumber):
+    """A number JSON can carry: ``"nan"``/``"inf"`` parse as floats but New Relic refuses them."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        number = super()._deserialize(value, attr, data, **kwargs)
+        if not math.isfinite(number):
+            raise ValidationError("must be a finite number")
+        return number
+
+
+class EventAttribute(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = LoadScriptString(required=True, validate=_length(254))
+    value = LoadScriptString(
+        required=True,
+        validate=validate.Length(max=4096, error="must NOT have more than {max} characters"),
+    )
+
+
+class MetricAttribute(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = LoadScriptString(required=True, validate=_length(254))
+    value = LoadScriptString(required=True)
+
+
+class EventBody(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    eventType = LoadScriptString(required=True, validate=_length(254))
+    timestamp = FiniteNumber(allow_none=True)
+    attributes = fields.List(fields.Nested(EventAttribute), allow_none=True)
+
+
+class MetricBody(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = LoadScriptString(required=True, validate=_length(254))
+    type = LoadScriptString(
+        required=True,
+        validate=validate.OneOf(("gauge",), error="must be equal to one of the allowed values"),
+    )
+    value = FiniteNumber(required=True)
+    timestamp = FiniteNumber(allow_none=True)
+    interval = FiniteNumber(allow_none=True)
+    attributes = fields.List(fields.Nested(MetricAttribute), allow_none=True)
+
+
+def _destination(
+    config: Any, key: str
+) -> tuple[Mapping[str, Any], list[NewRelicAccount], list[str]]:
+    """This route's settings and accounts, or 503 naming the key that is missing."""
+    settings = config.get(key) or {}
+    names = settings.get("destinationAccount") or []
+    if not names:
+        raise FeatureUnavailable(
+            f"New Relic is not configured: set Butler.{key}.destinationAccount"
+        )
+    if not settings.get("url"):
+        raise FeatureUnavailable(f"New Relic is not configured: set Butler.{key}.url")
+    credentials = config.get(CREDENTIALS_KEY) or []
+    if not credentials:
+        raise FeatureUnavailable(
+            f"New Relic is not configured: set Butler.{CREDENTIALS_KEY} "
+            "(or the --new-relic-* command line options)"
+        )
+    accounts, unknown = resolve_accounts(names, credentials)
+    if not accounts:
+        raise FeatureUnavailable(
+            f"None of the accounts in Butler.{key}.destinationAccount has credentials in "
+            f"Butler.{CREDENTIALS_KEY}"
+        )
+    return settings, accounts, unknown
+
+
+def _answer(what: str, names: Sequence[str], results: Sequence[AccountResult]) -> Any:
+    by_name = {result.account_name: result for result in results}
+    ordered = [by_name[name] for name in dict.fromkeys(names) if name in by_name]
+    raise_if_none_accepted(what, ordered)
+    accepted = sum(result.accepted for result in ordered)
+    text = (
+        "Accepted"
+        if accepted == len(ordered)
+        else f"Accepted by {accepted} of {len(ordered)} accounts"
+    )
+    return {
+        "newRelicResultCode": "202",
+        "newRelicResultText": text,
+        "accounts": [result.to_json() for result in ordered],
+    }, 202
+
+
+def _session(services: Any) -> Any:
+    session = services.extras.get("http")
+    if session is None:
+        raise FeatureUnavailable("Outbound HTTP is not set up in this Butler instance")
+    return session
+
+
+@hookimpl
+def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+    def send(what: str, key: str, build: Callable[..., Any], body: Mapping[str, Any]) -> Any:
+        settings, accounts, unknown = _destination(config, key)
+        session = _session(services)
+        static = (settings.get("attribute") or {}).get("static")
+        payload = build(body, static)
+        post = post_event if what == "event" else post_metric
+        timeout = timeout_setting(settings.get("timeout"), NEW_RELIC_TIMEOUT)
+        results = post(session, accounts, settings["url"], payload, settings.get("header"), timeout)
+        results += [unknown_account_result(name) for name in unknown]
+        return _answer(what, [str(n) for n in settings["destinationAccount"]], results)
+
+    def event(call: ApiRequest) -> Any:
+        def build(body: Mapping[str, Any], static: Any) -> Any:
+            return event_payload(
+                body["eventType"], body.get("timestamp"), body.get("attributes"), static
+            )
+
+        return send("event", EVENT_KEY, build, call.body)
+
+    def metric(call: ApiRequest) -> Any:
+        def build(body: Mapping[str, Any], static: Any) -> Any:
+            return metric_payload(
+                body["name"],
+                body["value"],
+                body["type"],
+                body.get("timestamp"),
+                body.get("attributes"),
+                static,
+            )
+
+        return send("metric", METRIC_KEY, build, call.body)
+
+    responses = {
+        202: "Accepted by at least one account; per-account results in `accounts`",
+        400: "Invalid body",
+        502: "No destination account accepted the data",
+        503: "Destination accounts or credentials not configured",
+        504: "Every destination account timed out",
+    }
+    return [
+        Endpoint(
+            enable_key="newRelic.postNewRelicEvent",
+            method="POST",
+            rule="/v4/newrelic/event",
+            view=event,
+            summary="Post events to New Relic.",
+            description=(
+                "Posts one event to the New Relic event API of every account in "
+                f"`Butler.{EVENT_KEY}.destinationAccount`, with the configured static "
+                "attributes (request attributes win). `timestamp` defaults to now (ms)."
+            ),
+            tag=TAG,
+            body_schema=EventBody,
+            body_example={
+                "eventType": "relead-failed",
+                "timestamp": 1642164296053,
+                "attributes": [{"name": "host.name", "value": "dev.server.com"}],
+            },
+            responses=responses,
+        ),
+        Endpoint(
+            enable_key="newRelic.postNewRelicMetric",
+            method="POST",
+            rule="/v4/newrelic/metric",
+            view=metric,
+            summary="Post metrics to New Relic.",
+            description=(
+                "Posts one gauge value to the New Relic metric API for every account in "
+                f"`Butler.{METRIC_KEY}.destinationAccount`, with the configured static "
+                "attributes (request attributes win). `timestamp` defaults to now (ms)."
+            ),
+            tag=TAG,
+            body_schema=MetricBody,
+            body_example={
+                "name": "memory.heap",
+                "type": "gauge",
+                "value": 2.3,
+                "timestamp": 1642164296053,
+                "interval": 0,
+                "attributes": [{"name": "host.name", "value": "dev.server.com"}],
+            },
+            responses=responses,
+        ),
+    ]
