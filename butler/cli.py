@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +176,12 @@ def _print_openapi(config: Config | None) -> int:
     return 0
 
 
-def serve(config: Config) -> int:
-    """Run the service until SIGINT/SIGTERM (CTRL_BREAK on Windows); stop services first."""
+def serve(config: Config, on_ready: Callable[[str, Callable[[], None]], None] | None = None) -> int:
+    """Run the service until SIGINT/SIGTERM (CTRL_BREAK on Windows); stop services first.
+
+    ``on_ready`` is called with the listening URL and a function that stops the service
+    (the demo prints its curl lines there, and its smoke mode stops right away).
+    """
     from butler.app import create_app, public_url
     from butler.lifecycle import build_services
     from butler.logging_setup import configure_logging
@@ -197,6 +201,7 @@ def serve(config: Config) -> int:
         return EXIT_CONFIG
     if config.get("restServerConfig.enable") is False:
         log.warning("Butler.restServerConfig.enable is false: running without the REST API")
+        return _run_headless(services)
     tls = None
     if config.get("restServerConfig.tls.enable") is True:
         tls = TlsFiles(
@@ -236,4 +241,26 @@ def serve(config: Config) -> int:
     finally:
         services.stop()
     log.info("Butler stopped")
+    return 0
+
+
+def _run_headless(services: Any) -> int:
+    """Background services only (schedules, MQTT triggers) until a stop signal."""
+    import threading
+
+    stopped = threading.Event()
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("Signal %s received: shutting down", signum)
+        stopped.set()
+
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
+    services.start()
+    try:
+        while not stopped.wait(3600):
+            pass
+    finally:
+        services.stop()
     return 0

@@ -123,6 +123,11 @@ class QrsSection(_Open):
     useSSL = ConfigBoolean(load_default=True)
     headers = _nested(StaticHeaders, load_default=dict)
     rejectUnauthorized = ConfigBoolean(load_default=False)
+    timeout = fields.Float(
+        validate=validate.Range(0.1, 600, error="must be 0.1-600 seconds"),
+        load_default=30.0,
+        error_messages={"invalid": "must be a number of seconds"},
+    )
 
 
 class EngineSection(_Open):

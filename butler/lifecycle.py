@@ -43,6 +43,7 @@ def build_qrs(config: Config) -> Any:
         ca_cert=ca,
         reject_unauthorized=config.get("configQRS.rejectUnauthorized") is True,
         static_headers=_static_headers(config, "configQRS"),
+        read_timeout=float(config.get("configQRS.timeout", 30.0)),
     )
 
 

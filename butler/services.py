@@ -37,19 +37,8 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def _ordered(self) -> list[Any]:
-        """Stores first, then clients, then the things that trigger work."""
-        return [
-            s
-            for s in (
-                self.kv_store,
-                self.qrs,
-                self.engine,
-                self.task_starter,
-                self.scheduler,
-                self.mqtt,
-            )
-            if s is not None
-        ]
+        """Services with a lifecycle: stores first, then clients, then what triggers work."""
+        return [s for s in (self.kv_store, self.engine, self.scheduler, self.mqtt) if s is not None]
 
     def start(self) -> None:
         for service in self._ordered():
@@ -64,6 +53,6 @@ class Services:
                     service.stop()
                 except Exception:
                     log.exception("Error while stopping %s", type(service).__name__)
-        for service in (self.qrs, self.kv_store):
-            if service is not None and hasattr(service, "close"):
-                service.close()
+        for closable in (self.task_starter, self.qrs, self.kv_store):
+            if closable is not None:
+                closable.close()

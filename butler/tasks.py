@@ -152,7 +152,7 @@ class TaskStarter:
         self._kv = kv_store
         self._pool = ThreadPoolExecutor(lookup_workers, thread_name_prefix="qrs-lookup")
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def start(self, request: StartRequest, *, trigger: str) -> StartResult:
@@ -256,14 +256,19 @@ class TaskStarter:
             self._qrs.start_tasks(ids)
             return {}
         except QrsHttpError as batch_error:
-            log.warning("QRS refused a batch start (%s); starting one by one", batch_error.status)
+            log.warning(
+                "QRS refused a batch start (HTTP %s); starting one by one", batch_error.qrs_status
+            )
         refused: dict[str, tuple[int | str, str]] = {}
         futures = {task_id: self._pool.submit(self._qrs.start_task, task_id) for task_id in ids}
         for task_id, future in futures.items():
             try:
                 future.result()
             except QrsHttpError as exc:
-                refused[task_id] = (exc.status, f"QRS refused the start (HTTP {exc.status})")
+                refused[task_id] = (
+                    exc.qrs_status,
+                    f"QRS refused the start (HTTP {exc.qrs_status})",
+                )
             except ApiError as exc:
                 refused[task_id] = ("error", exc.message)
         return refused

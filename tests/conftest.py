@@ -12,6 +12,9 @@ import pytest
 
 from butler.config import ENDPOINT_KEYS, Config
 from butler.server import ServerHandle, TlsFiles, build_server
+from tests.fixtures.qrs import qrs_certs, qrs_client, qrs_simulator
+
+__all__ = ["qrs_certs", "qrs_client", "qrs_simulator"]
 
 
 def all_endpoints(value: bool) -> dict[str, Any]:

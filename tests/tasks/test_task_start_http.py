@@ -1,0 +1,349 @@
+"""Task start over real HTTP, through Butler's own wiring, against the QRS simulator."""
+
+import pytest
+import requests
+
+from butler.app import create_app
+from butler.lifecycle import build_services
+from tests.fixtures.qrs import butler_qrs_config
+
+APP1 = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"
+APP2 = "7552d9fc-d1bb-4975-9a38-18357de531ea"
+APP3 = "fb0f317d-da91-4b86-aafa-0174ae1e8c8f"
+SCHED = "0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b"
+UNKNOWN = "11111111-2222-4333-8444-555555555555"
+SEED_FILTER = {
+    "enable": True,
+    "allowTask": {
+        "taskId": [APP1, APP2, APP3],
+        "tag": ["startTask1"],
+        "customProperty": [{"name": "taskGroup", "value": "tasks1"}],
+    },
+}
+ORIGINAL_KEYS = ("tasksId", "tasksTag", "tasksTagDenied", "tasksCP", "tasksCPDenied")
+
+
+@pytest.fixture
+def butler(make_config, live_server, qrs_simulator, qrs_certs):
+    started = []
+
+    def start(extra=None, kv=False):
+        config = make_config(
+            {
+                **butler_qrs_config(qrs_simulator, qrs_certs),
+                "restServerEndpointsEnable": {"senseStartTask": True, "keyValueStore": kv},
+                "keyValueStore": {"persistence": "memory"},
+                **(extra or {}),
+            }
+        )
+        services = build_services(config)
+        services.start()
+        started.append(services)
+        return live_server(create_app(config, services)), services
+
+    yield start
+    for services in started:
+        services.stop()
+
+
+def original_part(body):
+    return {key: body[key] for key in ORIGINAL_KEYS}
+
+
+def empty_original(**changes):
+    base = {
+        "tasksId": {"started": [], "invalid": [], "denied": []},
+        "tasksTag": [],
+        "tasksTagDenied": [],
+        "tasksCP": [],
+        "tasksCPDenied": [],
+    }
+    base.update(changes)
+    return base
+
+
+def start_ids_body(*ids):
+    return [{"type": "starttaskid", "payload": {"taskId": task_id}} for task_id in ids]
+
+
+# --- seed 000 transcripts --------------------------------------------------------------
+
+
+def test_seed_single_task_by_id(butler, qrs_simulator):
+    url, _ = butler({"startTaskFilter": SEED_FILTER})
+    response = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=[], timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert original_part(body) == empty_original(
+        tasksId={
+            "started": [{"taskId": APP1, "taskName": "Reload task of App1"}],
+            "invalid": [],
+            "denied": [],
+        }
+    )
+    assert body["totalTasksStarted"] == 1
+    assert body["tasksStarted"] == [
+        {"taskId": APP1, "taskName": "Reload task of App1", "status": "started"}
+    ]
+    assert [s.task_id for s in qrs_simulator.starts()] == [APP1]
+
+
+def test_seed_invalid_task_id(butler, qrs_simulator):
+    url, _ = butler({"startTaskFilter": SEED_FILTER})
+    body = requests.put(f"{url}/v4/reloadtask/abc123/start", json=[], timeout=10).json()
+    assert original_part(body) == empty_original(
+        tasksId={"started": [], "invalid": [{"taskId": "abc123"}], "denied": []}
+    )
+    assert qrs_simulator.starts() == []
+
+
+def test_seed_two_ids_in_body(butler, qrs_simulator):
+    url, _ = butler({"startTaskFilter": SEED_FILTER})
+    body = requests.put(
+        f"{url}/v4/reloadtask/-/start", json=start_ids_body(APP2, APP3), timeout=10
+    ).json()
+    assert original_part(body) == empty_original(
+        tasksId={
+            "started": [
+                {"taskId": APP2, "taskName": "Reload task of App2"},
+                {"taskId": APP3, "taskName": "Reload task of App3"},
+            ],
+            "invalid": [],
+            "denied": [],
+        }
+    )
+    assert sorted(s.task_id for s in qrs_simulator.starts()) == sorted([APP2, APP3])
+
+
+def test_seed_all_task_ids_must_exist(butler, qrs_simulator):
+    url, _ = butler({"startTaskFilter": SEED_FILTER})
+    short = "fb0f317d-da91-4b86-aafa-0174ae1e8c8"
+    body = requests.put(
+        f"{url}/v4/reloadtask/{APP1}/start?allTaskIdsMustExist=true",
+        json=start_ids_body(APP2, short),
+        timeout=10,
+    ).json()
+    assert original_part(body) == empty_original(
+        tasksId={
+            "started": [],
+            "invalid": [{"taskId": short}],
+            "denied": [{"taskId": APP1}, {"taskId": APP2}],
+        }
+    )
+    assert qrs_simulator.starts() == []
+
+
+# --- batching, de-duplication, truthfulness --------------------------------------------
+
+
+def test_lookups_are_batched_and_start_is_one_call(butler, qrs_simulator):
+    url, _ = butler()
+    qrs_simulator.reset_log()
+    body = [
+        *start_ids_body(APP1, APP2, APP3),
+        {"type": "starttasktag", "payload": {"tag": "Butler 5.0 demo"}},
+        {
+            "type": "starttaskcustomproperty",
+            "payload": {"customPropertyName": "taskGroup", "customPropertyValue": "tasks2"},
+        },
+    ]
+    result = requests.put(f"{url}/v4/reloadtask/-/start", json=body, timeout=10).json()
+    requests_made = [(r.method, r.path) for r in qrs_simulator.requests()]
+    id_lookups = [r for r in qrs_simulator.requests() if "id eq" in r.query.get("filter", "")]
+    assert len(id_lookups) == 1
+    assert requests_made.count(("POST", "/qrs/task/start/many")) == 1
+    assert len(requests_made) == 4  # ids, tag, custom property, start/many
+    # 4 distinct tasks, each started exactly once although reached up to three ways
+    assert sorted(s.task_id for s in qrs_simulator.starts()) == sorted([APP1, APP2, APP3, SCHED])
+    assert result["totalTasksStarted"] == 4
+    assert {t["taskId"] for t in result["tasksTag"]} == {APP1, APP2, APP3, SCHED}
+    assert {t["taskId"] for t in result["tasksCP"]} == {APP3, SCHED}
+
+
+def test_duplicate_and_mixed_case_ids_start_once(butler, qrs_simulator):
+    url, _ = butler()
+    result = requests.put(
+        f"{url}/v4/reloadtask/{APP1.upper()}/start", json=start_ids_body(APP1), timeout=10
+    ).json()
+    assert [s.task_id for s in qrs_simulator.starts()] == [APP1]
+    assert result["tasksId"]["started"] == [{"taskId": APP1, "taskName": "Reload task of App1"}]
+
+
+def test_unknown_guid_is_invalid_and_not_found(butler, qrs_simulator):
+    url, _ = butler()
+    result = requests.put(f"{url}/v4/reloadtask/{UNKNOWN}/start", json=[], timeout=10).json()
+    assert result["tasksId"]["invalid"] == [{"taskId": UNKNOWN}]
+    assert result["tasksNotFound"] == [{"taskId": UNKNOWN}]
+    assert qrs_simulator.starts() == []
+
+
+def test_refused_start_is_reported_failed(butler, qrs_simulator):
+    url, _ = butler()
+    qrs_simulator.add_fault(APP2, status=500, method="POST")
+    result = requests.put(
+        f"{url}/v4/reloadtask/-/start", json=start_ids_body(APP1, APP2), timeout=10
+    ).json()
+    assert [s.task_id for s in qrs_simulator.starts()] == [APP1]
+    assert result["tasksId"]["started"] == [{"taskId": APP1, "taskName": "Reload task of App1"}]
+    assert [f["taskId"] for f in result["tasksFailed"]] == [APP2]
+    assert result["tasksFailed"][0]["status"] == 500
+    assert result["totalTasksStarted"] == 1
+
+
+# --- body forms --------------------------------------------------------------------------
+
+
+def test_seed_001_object_form_and_no_id_path(butler, qrs_simulator):
+    url, _ = butler()
+    body = {
+        "taskId": [APP1],
+        "tag": ["startTask1"],
+        "customProperty": [{"name": "taskGroup", "value": "tasks2"}],
+    }
+    result = requests.post(f"{url}/v4/reloadtask/start", json=body, timeout=10).json()
+    assert result["totalTasksStarted"] == 4
+    assert {t["taskId"] for t in result["tasksStarted"]} == {APP1, APP2, APP3, SCHED}
+    assert result["tasksNotFound"] == []
+
+
+@pytest.mark.parametrize("body", [None, {}, []])
+def test_empty_bodies(butler, qrs_simulator, body):
+    url, _ = butler()
+    kwargs = {"json": body} if body is not None else {}
+    response = requests.put(f"{url}/v4/reloadtask/{APP1}/start", timeout=10, **kwargs)
+    assert response.status_code == 200
+    assert response.json()["totalTasksStarted"] == 1
+
+
+def test_load_script_form_post_with_override(butler, qrs_simulator):
+    url, _ = butler()
+    response = requests.post(
+        f"{url}/v4/reloadtask/{APP1}/start?allTaskIdsMustExist=true",
+        data="[]",
+        headers={"X-HTTP-Method-Override": "PUT", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.json()["totalTasksStarted"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([{"type": "starttasktag"}], "body/0/payload must be object"),
+        ([{"type": "starttasktag", "payload": {}}], "body/0/payload/tag is required"),
+        ([{"type": "bogus", "payload": {}}], "body/0/type must be equal to one of the allowed"),
+        (
+            [{"type": "starttaskcustomproperty", "payload": {"customPropertyName": "x"}}],
+            "customPropertyValue is required",
+        ),
+        ("just text", "body must be array or object"),
+    ],
+)
+def test_malformed_items_are_400(butler, qrs_simulator, body, message):
+    url, _ = butler()
+    response = requests.put(f"{url}/v4/reloadtask/-/start", json=body, timeout=10)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+    assert qrs_simulator.starts() == []
+
+
+def test_bad_all_task_ids_must_exist_value(butler):
+    url, _ = butler()
+    response = requests.put(
+        f"{url}/v4/reloadtask/{APP1}/start?allTaskIdsMustExist=maybe", json=[], timeout=10
+    )
+    assert response.status_code == 400
+    assert "allTaskIdsMustExist" in response.json()["message"]
+
+
+# --- filter ------------------------------------------------------------------------------
+
+
+def test_filter_denies_per_kind(butler, qrs_simulator):
+    url, _ = butler({"startTaskFilter": SEED_FILTER})
+    body = [
+        *start_ids_body(SCHED),
+        {"type": "starttasktag", "payload": {"tag": "Butler 5.0 demo"}},
+        {
+            "type": "starttaskcustomproperty",
+            "payload": {"customPropertyName": "taskGroup", "customPropertyValue": "tasks2"},
+        },
+    ]
+    result = requests.put(f"{url}/v4/reloadtask/-/start", json=body, timeout=10).json()
+    assert result["tasksId"]["denied"] == [{"taskId": SCHED}]
+    assert result["tasksTagDenied"] == [{"tag": "Butler 5.0 demo"}]
+    assert result["tasksCPDenied"] == [{"name": "taskGroup", "value": "tasks2"}]
+    assert qrs_simulator.starts() == []
+
+
+# --- upstream failures -------------------------------------------------------------------
+
+
+def test_qrs_500_during_lookup_is_502_nothing_started(butler, qrs_simulator):
+    url, _ = butler()
+    qrs_simulator.add_fault("/qrs/task/full", status=500)
+    response = requests.put(
+        f"{url}/v4/reloadtask/{APP1}/start",
+        json=[{"type": "starttasktag", "payload": {"tag": "startTask1"}}],
+        timeout=10,
+    )
+    assert response.status_code == 502
+    assert response.json()["statusCode"] == 502
+    assert qrs_simulator.starts() == []
+
+
+def test_qrs_slow_is_504_and_service_keeps_serving(butler, qrs_simulator, qrs_certs):
+    qrs_config = butler_qrs_config(qrs_simulator, qrs_certs)["configQRS"]
+    url, _ = butler({"configQRS": {**qrs_config, "timeout": 0.5}})
+    qrs_simulator.add_fault("/qrs/task", delay=1.5, times=1)
+    response = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=[], timeout=10)
+    assert response.status_code == 504
+    assert qrs_simulator.starts() == []
+    again = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=[], timeout=10)
+    assert again.status_code == 200
+    assert again.json()["totalTasksStarted"] == 1
+
+
+def test_qrs_down_is_502(make_config, live_server, qrs_certs, qrs_simulator):
+    config_data = butler_qrs_config(qrs_simulator, qrs_certs)
+    config_data["configQRS"]["port"] = 1  # nothing listens there
+    config = make_config({**config_data, "restServerEndpointsEnable": {"senseStartTask": True}})
+    services = build_services(config)
+    url = live_server(create_app(config, services))
+    response = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=[], timeout=10)
+    services.stop()
+    assert response.status_code == 502
+    assert "QRS" in response.json()["message"] or "repository" in response.json()["message"]
+
+
+def test_no_qrs_config_is_503(make_config, live_server):
+    config = make_config(
+        {
+            "restServerEndpointsEnable": {"senseStartTask": True},
+            "cert": {"clientCert": "c", "clientCertKey": "k"},
+            "configQRS": {"host": "127.0.0.1"},
+        }
+    )
+    url = live_server(create_app(config))
+    response = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=[], timeout=10)
+    assert response.status_code == 503
+
+
+# --- key-value items ---------------------------------------------------------------------
+
+
+def test_keyvalue_items_are_stored_before_start(butler, qrs_simulator):
+    url, services = butler(kv=True)
+    body = [
+        {
+            "type": "keyvaluestore",
+            "payload": {"namespace": "ns", "key": "k", "value": 42, "ttl": "60000"},
+        },
+        {"type": "keyvaluestore", "payload": {"namespace": "ns", "key": "s", "value": "text"}},
+    ]
+    response = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=body, timeout=10)
+    assert response.status_code == 200
+    assert requests.get(f"{url}/v4/keyvalues/ns?key=k", timeout=5).json()["value"] == "42"
+    assert requests.get(f"{url}/v4/keyvalues/ns?key=s", timeout=5).json()["value"] == "text"
