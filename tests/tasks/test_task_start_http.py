@@ -335,7 +335,7 @@ def test_no_qrs_config_is_503(make_config, live_server):
 
 
 def test_keyvalue_items_are_stored_before_start(butler, qrs_simulator):
-    url, services = butler(kv=True)
+    url, _ = butler(kv=True)
     body = [
         {
             "type": "keyvaluestore",
