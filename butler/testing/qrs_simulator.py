@@ -1,0 +1,1147 @@
+"""A stand-in for the Qlik Sense Repository Service (QRS), for tests, the demo and benchmarks.
+
+Qlik Sense cannot run on a build machine, yet Butler must be proven against a real network
+peer: TLS with a client certificate, the Xrfkey check, keep-alive connections, QRS filter
+expressions, and the failures a real site produces (errors, slowness, dropped connections).
+This module is that peer. It is test/demo infrastructure and is never imported by the
+production path.
+
+Everything observable is recorded (requests, task starts, new TLS connections) so tests can
+assert what Butler actually sent instead of trusting what it says it sent. See
+``docs/qrs-simulator.md`` for the catalogue format and fault injection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.resources
+import itertools
+import json
+import logging
+import re
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ruamel.yaml import YAML
+
+from butler.testing.certs import CertPaths, generate_certificates
+from butler.testing.qrs_filter import FilterError, filter_items
+
+__all__ = [
+    "Fault",
+    "QrsSimulator",
+    "RequestRecord",
+    "StartRecord",
+    "load_catalogue",
+    "main",
+]
+
+_log = logging.getLogger(__name__)
+
+_ID_NAMESPACE = uuid.UUID("6f1c1a8e-5b0e-4c51-9d38-7d3c2b1f0a42")
+_ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+_NEVER = "1753-01-01T00:00:00.000Z"
+_CREATED = "2024-01-15T08:00:00.000Z"
+_MODIFIED_BY = "INTERNAL\\sa_repository"
+_NODE = "central"
+_GUID_RE = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_RECORDED_HEADERS = ("x-qlik-xrfkey", "x-qlik-user", "content-type", "user-agent", "connection")
+_HANDSHAKE_TIMEOUT = 10.0
+_MAX_BODY = 10 * 1024 * 1024
+
+_STATUS_STARTED = 2
+_STATUS_SUCCESS = 7
+_STATUS_FAILED = 8
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the simulator saw it (``status`` is ``None`` for a dropped connection)."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: Any
+    time: float
+    connection_id: int
+    new_connection: bool
+    tls_session_reused: bool
+    status: int | None
+
+
+@dataclass(frozen=True)
+class StartRecord:
+    """One task start the simulator accepted; ``route`` is the QRS route template used."""
+
+    task_id: str
+    task_name: str
+    time: float
+    route: str
+    session_id: str
+
+
+@dataclass
+class Fault:
+    """An injected failure.
+
+    ``target`` is a path prefix (starts with ``/``, case-insensitive) or a task id (matches any
+    request addressing that task: by id in the path, in a ``start/many`` body, or by name).
+    The fault waits ``delay`` seconds, then drops the connection (``drop``), answers
+    ``status`` with ``body``, or, with neither, lets the request proceed normally. ``times``
+    limits how often it applies (``None`` = until removed).
+    """
+
+    target: str
+    status: int | None = None
+    delay: float = 0.0
+    drop: bool = False
+    method: str | None = None
+    times: int | None = None
+    body: str = ""
+
+
+@dataclass
+class _Task:
+    id: str
+    name: str
+    task_type: int
+    enabled: bool
+    app: dict[str, str] | None
+    tags: list[dict[str, str]]
+    custom_properties: list[tuple[str, str, str]]
+    duration: float
+    outcome: str
+    last_execution: _Execution | None = None
+
+
+@dataclass
+class _Execution:
+    session_id: str
+    result_id: str
+    task: _Task
+    started: float
+    route: str
+
+    @property
+    def finished(self) -> float:
+        return self.started + self.task.duration
+
+    def status(self, now: float) -> int:
+        if now < self.finished:
+            return _STATUS_STARTED
+        return _STATUS_SUCCESS if self.task.outcome == "success" else _STATUS_FAILED
+
+
+@dataclass
+class _Connection:
+    sim: QrsSimulator
+    connection_id: int
+    tls_session_reused: bool
+    requests_seen: int = 0
+
+
+@dataclass
+class _Reply:
+    status: int
+    payload: Any = None
+    content_type: str = "application/json; charset=utf-8"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _ClientError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def load_catalogue(source: Path | str | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a catalogue file (YAML or JSON) or return the built-in demo catalogue."""
+    yaml = YAML(typ="safe", pure=True)
+    if source is None:
+        text = importlib.resources.files("butler.testing").joinpath("qrs_catalogue.yaml")
+        data = yaml.load(text.read_text(encoding="utf-8"))
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        data = yaml.load(Path(source).read_text(encoding="utf-8"))
+    if not isinstance(data, Mapping) or not isinstance(data.get("tasks", []), list):
+        raise ValueError("a QRS catalogue is a mapping with a 'tasks' list")
+    return dict(data)
+
+
+class QrsSimulator:
+    """An HTTPS server answering the QRS routes Butler uses, with recording and faults.
+
+    ``certs`` enables TLS with a mandatory client certificate signed by ``certs.ca``; ``None``
+    serves plain HTTP (for Butler's ``useSSL: false``). ``synthetic_tasks`` adds that many
+    generated tasks sharing the tag ``synthetic_tag`` (for benchmarks).
+    """
+
+    def __init__(
+        self,
+        certs: CertPaths | None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        catalogue: Path | str | Mapping[str, Any] | None = None,
+        synthetic_tasks: int = 0,
+        synthetic_tag: str = "bench",
+        latency: float = 0.0,
+    ):
+        self.host = host
+        self._requested_port = port
+        self._certs = certs
+        self._catalogue_data = load_catalogue(catalogue)
+        from_file = self._catalogue_data.get("synthetic") or {}
+        if synthetic_tasks:
+            self._synthetic = (synthetic_tasks, synthetic_tag)
+        else:
+            self._synthetic = (
+                int(from_file.get("count", 0)),
+                str(from_file.get("tag", synthetic_tag)),
+            )
+        self._lock = threading.RLock()
+        self._started_cond = threading.Condition(self._lock)
+        self._tasks: dict[str, _Task] = {}
+        self._executions: dict[str, _Execution] = {}
+        self._requests: list[RequestRecord] = []
+        self._starts: list[StartRecord] = []
+        self._faults: list[Fault] = []
+        self._latency = float(latency)
+        self._new_connections = 0
+        self._rejected_connections = 0
+        self._connection_ids = itertools.count(1)
+        self._open_sockets: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._stopping = threading.Event()
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._ssl_context = _server_context(certs) if certs is not None else None
+        self.reset_catalogue()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> QrsSimulator:
+        """Bind and start serving in background threads; returns ``self`` for chaining."""
+        if self._listener is not None:
+            raise RuntimeError("simulator already started")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._stopping.clear()
+        self._listener = socket.create_server(
+            (self.host, self._requested_port), family=family, backlog=1024
+        )
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name=f"qrs-sim-accept-{self.port}", daemon=True
+        )
+        self._accept_thread.start()
+        _log.info("QRS simulator listening on %s (%d tasks)", self.url, len(self._tasks))
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, close every open connection and wait for all worker threads."""
+        listener = self._listener
+        if listener is None:
+            return
+        self._stopping.set()
+        self._wake_accept()
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout=10)
+        listener.close()
+        with self._lock:
+            sockets = list(self._open_sockets)
+            threads = list(self._threads)
+        for sock in sockets:
+            _hard_shutdown(sock)
+        for thread in threads:
+            thread.join(timeout=10)
+        self._listener = None
+        self._accept_thread = None
+
+    def __enter__(self) -> QrsSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._listener is None:
+            raise RuntimeError("simulator not started")
+        return int(self._listener.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._ssl_context is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    # ----------------------------------------------------------------- observation
+
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._requests)
+
+    def starts(self) -> list[StartRecord]:
+        with self._lock:
+            return list(self._starts)
+
+    @property
+    def new_connections(self) -> int:
+        """Connections accepted (TLS handshake completed) since the last ``reset_log``."""
+        with self._lock:
+            return self._new_connections
+
+    @property
+    def rejected_connections(self) -> int:
+        """Connections whose TLS handshake failed (no or untrusted client certificate)."""
+        with self._lock:
+            return self._rejected_connections
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._starts.clear()
+            self._new_connections = 0
+            self._rejected_connections = 0
+
+    def wait_for_starts(self, count: int, timeout: float = 5.0) -> list[StartRecord]:
+        """Block until at least ``count`` starts are recorded; for asynchronous triggers."""
+        with self._started_cond:
+            if not self._started_cond.wait_for(lambda: len(self._starts) >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} task starts within {timeout} s, saw {len(self._starts)}"
+                )
+            return list(self._starts)
+
+    # ----------------------------------------------------------------- faults
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every answer by ``seconds`` (on top of fault delays)."""
+        with self._lock:
+            self._latency = max(0.0, float(seconds))
+
+    def add_fault(
+        self,
+        target: str,
+        *,
+        status: int | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        method: str | None = None,
+        times: int | None = None,
+        body: str = "",
+    ) -> Fault:
+        """Inject a failure for a path prefix or a task id; see :class:`Fault`."""
+        if not target.startswith("/") and not _GUID_RE.fullmatch(target):
+            raise ValueError("fault target must be a path prefix ('/qrs/...') or a task id")
+        fault = Fault(
+            target=target.lower(),
+            status=status,
+            delay=max(0.0, float(delay)),
+            drop=drop,
+            method=method.upper() if method else None,
+            times=times,
+            body=body,
+        )
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def remove_fault(self, fault: Fault) -> None:
+        with self._lock:
+            if fault in self._faults:
+                self._faults.remove(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def reset(self) -> None:
+        """Back to the state after construction: catalogue, no faults, no latency, empty log."""
+        with self._lock:
+            self.clear_faults()
+            self._latency = 0.0
+            self.reset_catalogue()
+            self.reset_log()
+
+    # ----------------------------------------------------------------- catalogue
+
+    def reset_catalogue(self) -> None:
+        """Reload the catalogue given at construction; forgets added tasks and executions."""
+        tasks = [_build_task(spec) for spec in self._catalogue_data.get("tasks") or []]
+        count, tag = self._synthetic
+        tasks.extend(_synthetic_task(index, tag) for index in range(1, count + 1))
+        with self._lock:
+            self._tasks = {task.id: task for task in tasks}
+            self._executions.clear()
+
+    def add_task(self, spec: Mapping[str, Any]) -> str:
+        """Add (or replace) one task given in catalogue format; returns its id."""
+        task = _build_task(spec)
+        with self._lock:
+            self._tasks[task.id] = task
+        return task.id
+
+    def remove_task(self, task_id: str) -> None:
+        with self._lock:
+            self._tasks.pop(task_id.lower(), None)
+
+    def task_ids(self, tag: str | None = None) -> list[str]:
+        """Ids of all tasks, or of the tasks carrying ``tag`` (exact name), in catalogue order."""
+        with self._lock:
+            return [
+                task.id
+                for task in self._tasks.values()
+                if tag is None or any(t["name"] == tag for t in task.tags)
+            ]
+
+    # ----------------------------------------------------------------- server internals
+
+    def _wake_accept(self) -> None:
+        """Connect once to our own port so a thread blocked in ``accept`` notices the stop."""
+        assert self._listener is not None
+        address = self._listener.getsockname()
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address[0], address[0])
+        try:
+            with socket.create_connection((host, address[1]), timeout=2):
+                pass
+        except OSError:
+            _log.debug("wake-up connection failed; accept loop exits on listener close")
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        while not self._stopping.is_set():
+            try:
+                conn, address = listener.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                _log.exception("accept failed")
+                self._stopping.wait(0.05)
+                continue
+            if self._stopping.is_set():
+                conn.close()
+                return
+            thread = threading.Thread(
+                target=self._serve_connection,
+                args=(conn, address),
+                name="qrs-sim-conn",
+                daemon=True,
+            )
+            with self._lock:
+                self._threads.add(thread)
+                self._open_sockets.add(conn)
+            thread.start()
+
+    def _serve_connection(self, conn: socket.socket, address: Any) -> None:
+        sock = conn
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl_context is not None:
+                conn.settimeout(_HANDSHAKE_TIMEOUT)
+                try:
+                    sock = self._ssl_context.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError) as exc:
+                    with self._lock:
+                        self._rejected_connections += 1
+                    _log.debug("TLS handshake from %s failed: %s", address, exc)
+                    return
+                sock.settimeout(None)
+                with self._lock:
+                    self._open_sockets.discard(conn)
+                    self._open_sockets.add(sock)
+            with self._lock:
+                self._new_connections += 1
+                connection = _Connection(
+                    sim=self,
+                    connection_id=next(self._connection_ids),
+                    tls_session_reused=bool(getattr(sock, "session_reused", False)),
+                )
+            if not self._stopping.is_set():
+                # The handler's "server" is this connection's context, not a socketserver.
+                _Handler(sock, address, cast(Any, connection))
+        except OSError as exc:
+            _log.debug("connection from %s ended: %s", address, exc)
+        finally:
+            with self._lock:
+                self._open_sockets.discard(conn)
+                self._open_sockets.discard(sock)
+                self._threads.discard(threading.current_thread())
+            sock.close()
+            conn.close()
+
+    def _handle(self, handler: _Handler) -> None:
+        """Answer one parsed HTTP request: latency, faults, Xrfkey check, routing."""
+        connection = handler.server
+        connection.requests_seen += 1
+        received = time.time()
+        split = urlsplit(handler.path)
+        path = unquote(split.path)
+        query = {
+            key: values[-1] for key, values in parse_qs(split.query, keep_blank_values=True).items()
+        }
+        raw_body = _read_body(handler)
+        body = _parse_body(raw_body)
+        method = handler.command.upper()
+
+        with self._lock:
+            latency = self._latency
+            fault = self._take_fault(method, path, query, body)
+        delay = latency + (fault.delay if fault else 0.0)
+        if delay and self._stopping.wait(delay):
+            self._drop(handler)
+            return
+
+        if fault is not None and fault.drop:
+            self._record(handler, method, path, query, body, received, None)
+            self._drop(handler)
+            return
+        if fault is not None and fault.status is not None:
+            reply = _Reply(fault.status, fault.body, "text/plain; charset=utf-8")
+        else:
+            reply = self._route(method, path, query, handler, body, raw_body)
+        self._record(handler, method, path, query, body, received, reply.status)
+        _send(handler, reply)
+
+    def _drop(self, handler: _Handler) -> None:
+        handler.close_connection = True
+        _hard_shutdown(handler.connection)
+
+    def _record(
+        self,
+        handler: _Handler,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: Any,
+        received: float,
+        status: int | None,
+    ) -> None:
+        headers = {
+            name: value for name in _RECORDED_HEADERS if (value := handler.headers.get(name))
+        }
+        connection = handler.server
+        record = RequestRecord(
+            method=method,
+            path=path,
+            query=dict(query),
+            headers=headers,
+            body=body,
+            time=received,
+            connection_id=connection.connection_id,
+            new_connection=connection.requests_seen == 1,
+            tls_session_reused=connection.tls_session_reused,
+            status=status,
+        )
+        with self._lock:
+            self._requests.append(record)
+
+    def _take_fault(
+        self, method: str, path: str, query: Mapping[str, str], body: Any
+    ) -> Fault | None:
+        """The first fault matching this request, consuming one of its ``times``."""
+        if not self._faults:
+            return None
+        lowered = path.lower()
+        targets: set[str] | None = None
+        for fault in self._faults:
+            if fault.method and fault.method != method:
+                continue
+            if fault.target.startswith("/"):
+                if not lowered.startswith(fault.target):
+                    continue
+            else:
+                if targets is None:
+                    targets = self._request_task_ids(lowered, query, body)
+                if fault.target not in targets:
+                    continue
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+            return fault
+        return None
+
+    def _request_task_ids(self, path: str, query: Mapping[str, str], body: Any) -> set[str]:
+        ids = {match.lower() for match in _GUID_RE.findall(path)}
+        if path.startswith("/qrs/task/start/many") and isinstance(body, list):
+            ids.update(str(item).lower() for item in body)
+        if "name" in query:
+            task = self._task_by_name(query["name"])
+            if task is not None:
+                ids.add(task.id)
+        return ids
+
+    # ----------------------------------------------------------------- routes
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        handler: _Handler,
+        body: Any,
+        raw_body: bytes,
+    ) -> _Reply:
+        key = handler.headers.get("X-Qlik-Xrfkey")
+        param = next((value for name, value in query.items() if name.lower() == "xrfkey"), None)
+        if key is None or param is None or key != param or len(key) != 16:
+            return _Reply(
+                400,
+                "XSRF prevention check failed. Possible XSRF discovered.",
+                "text/plain; charset=utf-8",
+            )
+        route = path.lower().rstrip("/")
+        try:
+            for pattern, allowed, action in _ROUTES:
+                match = pattern.fullmatch(route)
+                if match is None:
+                    continue
+                if method not in allowed:
+                    return _Reply(405, None, extra={"Allow": ", ".join(allowed)})
+                if raw_body and body is _INVALID_JSON:
+                    raise _ClientError(400, "request body is not valid JSON")
+                return action(self, match, query, body)
+        except _ClientError as exc:
+            return _Reply(exc.status, exc.message, "text/plain; charset=utf-8")
+        return _Reply(404, None)
+
+    def _about(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> _Reply:
+        return _Reply(
+            200,
+            {
+                "buildVersion": "30.9.1.0",
+                "buildDate": "9/20/2013 10:09:00 AM",
+                "databaseProvider": "Devart.Data.PostgreSql",
+                "nodeType": 1,
+                "sharedPersistence": True,
+                "requiresBootstrap": False,
+                "singleNodeOnly": False,
+                "schemaPath": "About",
+            },
+        )
+
+    def _list_tasks(
+        self, query: Mapping[str, str], *, full: bool, reload_only: bool = False
+    ) -> _Reply:
+        now = time.time()
+        with self._lock:
+            objects = [
+                _task_json(task, now)
+                for task in self._tasks.values()
+                if not reload_only or task.task_type == 0
+            ]
+        try:
+            found = filter_items(objects, query.get("filter"))
+        except FilterError as exc:
+            raise _ClientError(400, f"Invalid filter: {exc}") from exc
+        if not full:
+            found = [_condensed(item) for item in found]
+        return _Reply(200, found)
+
+    def _task_condensed(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> _Reply:
+        return self._list_tasks(query, full=False)
+
+    def _task_full(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> _Reply:
+        return self._list_tasks(query, full=True)
+
+    def _reloadtask_full(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> _Reply:
+        return self._list_tasks(query, full=True, reload_only=True)
+
+    def _start_by_id(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> _Reply:
+        synchronous = match.group("sync") is not None
+        route = "/qrs/task/{id}/start" + ("/synchronous" if synchronous else "")
+        with self._lock:
+            task = self._tasks.get(match.group("id"))
+            if task is None:
+                raise _ClientError(404, "")
+            execution = self._start(task, route)
+        return _Reply(201, {"value": execution.session_id}) if synchronous else _Reply(204)
+
+    def _start_by_name(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> _Reply:
+        synchronous = match.group("sync") is not None
+        route = "/qrs/task/start" + ("/synchronous" if synchronous else "") + "?name="
+        name = query.get("name")
+        if not name:
+            raise _ClientError(400, "query parameter 'name' is required")
+        with self._lock:
+            task = self._task_by_name(name)
+            if task is None:
+                raise _ClientError(404, "")
+            execution = self._start(task, route)
+        return _Reply(201, {"value": execution.session_id}) if synchronous else _Reply(204)
+
+    def _start_many(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> _Reply:
+        if not isinstance(body, list) or not all(isinstance(item, str) for item in body):
+            raise _ClientError(400, "body must be a JSON array of task ids")
+        with self._lock:
+            tasks = []
+            for task_id in dict.fromkeys(item.lower() for item in body):
+                task = self._tasks.get(task_id)
+                if task is None:
+                    raise _ClientError(404, "")
+                tasks.append(task)
+            for task in tasks:
+                self._start(task, "/qrs/task/start/many")
+        return _Reply(204)
+
+    def _execution_session(
+        self, match: re.Match[str], query: Mapping[str, str], body: Any
+    ) -> _Reply:
+        now = time.time()
+        with self._lock:
+            execution = self._executions.get(match.group("id"))
+            if execution is None or execution.status(now) != _STATUS_STARTED:
+                raise _ClientError(404, "")
+            return _Reply(200, _session_json(execution))
+
+    def _execution_results(
+        self, match: re.Match[str], query: Mapping[str, str], body: Any
+    ) -> _Reply:
+        now = time.time()
+        with self._lock:
+            objects = [_result_json(execution, now) for execution in self._executions.values()]
+        try:
+            return _Reply(200, filter_items(objects, query.get("filter")))
+        except FilterError as exc:
+            raise _ClientError(400, f"Invalid filter: {exc}") from exc
+
+    def _task_by_name(self, name: str) -> _Task | None:
+        wanted = name.casefold()
+        with self._lock:
+            return next((t for t in self._tasks.values() if t.name.casefold() == wanted), None)
+
+    def _start(self, task: _Task, route: str) -> _Execution:
+        """Record one start; caller holds the lock."""
+        now = time.time()
+        execution = _Execution(
+            session_id=str(uuid.uuid4()),
+            result_id=str(uuid.uuid4()),
+            task=task,
+            started=now,
+            route=route,
+        )
+        task.last_execution = execution
+        self._executions[execution.session_id] = execution
+        self._starts.append(StartRecord(task.id, task.name, now, route, execution.session_id))
+        self._started_cond.notify_all()
+        _log.info("task started: %s (%s) via %s", task.id, task.name, route)
+        return execution
+
+
+_INVALID_JSON = object()
+_GUID = r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"
+
+_ROUTES: list[tuple[re.Pattern[str], tuple[str, ...], Any]] = [
+    (re.compile(r"/qrs/about"), ("GET",), QrsSimulator._about),
+    (re.compile(r"/qrs/task"), ("GET",), QrsSimulator._task_condensed),
+    (re.compile(r"/qrs/task/full"), ("GET",), QrsSimulator._task_full),
+    (re.compile(r"/qrs/reloadtask/full"), ("GET",), QrsSimulator._reloadtask_full),
+    (re.compile(r"/qrs/task/start/many"), ("POST",), QrsSimulator._start_many),
+    (re.compile(r"/qrs/task/start(?P<sync>/synchronous)?"), ("POST",), QrsSimulator._start_by_name),
+    (
+        re.compile(r"/qrs/task/(?P<id>[^/]+)/start(?P<sync>/synchronous)?"),
+        ("POST",),
+        QrsSimulator._start_by_id,
+    ),
+    (
+        re.compile(rf"/qrs/executionsession/(?P<id>{_GUID})"),
+        ("GET",),
+        QrsSimulator._execution_session,
+    ),
+    (re.compile(r"/qrs/executionresult"), ("GET",), QrsSimulator._execution_results),
+]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive parsing from the standard library; answers come from the simulator."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "QrsSimulator/1.0"
+    server: _Connection  # type: ignore[assignment]
+
+    def do_GET(self) -> None:
+        self.server.sim._handle(self)
+
+    do_POST = do_GET
+    do_PUT = do_GET
+    do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _log.debug("%s %s", self.address_string(), format % args)
+
+
+def _read_body(handler: _Handler) -> bytes:
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        return _read_chunked(handler)
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length > _MAX_BODY:
+        raise OSError("request body too large")
+    return handler.rfile.read(length) if length > 0 else b""
+
+
+def _read_chunked(handler: _Handler) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size = int(handler.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while handler.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(parts)
+        parts.append(handler.rfile.read(size))
+        handler.rfile.readline(1024)
+
+
+def _parse_body(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return _INVALID_JSON
+
+
+def _send(handler: _Handler, reply: _Reply) -> None:
+    """Write status line, headers and body in one send: no Nagle/delayed-ACK stalls."""
+    if reply.payload is None or reply.status == 204:
+        body = b""
+    elif isinstance(reply.payload, str):
+        body = reply.payload.encode("utf-8")
+    else:
+        body = json.dumps(reply.payload, separators=(",", ":")).encode("utf-8")
+    reason = handler.responses.get(reply.status, ("",))[0]
+    lines = [
+        f"HTTP/1.1 {reply.status} {reason}",
+        f"Server: {handler.version_string()}",
+        f"Date: {handler.date_time_string()}",
+        f"Content-Length: {len(body)}",
+    ]
+    if body:
+        lines.append(f"Content-Type: {reply.content_type}")
+    lines.extend(f"{name}: {value}" for name, value in reply.extra.items())
+    if handler.close_connection:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    handler.wfile.write(head + body)
+
+
+def _hard_shutdown(sock: socket.socket) -> None:
+    """Cut a connection without a TLS close_notify, as a crashed or rebooted server does."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        _log.debug("socket already closed")
+
+
+def _server_context(certs: CertPaths) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certs.server_cert, certs.server_key)
+    context.load_verify_locations(cafile=certs.ca)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+# --------------------------------------------------------------------- catalogue model
+
+
+def _stable_id(kind: str, name: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{kind}:{name}"))
+
+
+def _build_task(spec: Mapping[str, Any]) -> _Task:
+    """Normalise one catalogue entry (see docs/qrs-simulator.md for the accepted shapes)."""
+    task_id = str(spec.get("id") or "").lower()
+    if not _GUID_RE.fullmatch(task_id):
+        raise ValueError(f"catalogue task id {task_id!r} is not a GUID")
+    name = str(spec.get("name") or task_id)
+    kind = str(spec.get("type", "reload")).lower()
+    if kind not in ("reload", "external"):
+        raise ValueError(f"task {task_id}: type must be 'reload' or 'external'")
+    outcome = str(spec.get("outcome", "success")).lower()
+    if outcome not in ("success", "fail"):
+        raise ValueError(f"task {task_id}: outcome must be 'success' or 'fail'")
+    app: dict[str, str] | None = None
+    if kind == "reload":
+        app_spec = spec.get("app") or {}
+        app = {
+            "id": str(app_spec.get("id") or _stable_id("app", task_id)).lower(),
+            "name": str(app_spec.get("name") or name),
+        }
+    tags = [{"id": _stable_id("tag", str(tag)), "name": str(tag)} for tag in spec.get("tags") or []]
+    return _Task(
+        id=task_id,
+        name=name,
+        task_type=0 if kind == "reload" else 1,
+        enabled=bool(spec.get("enabled", True)),
+        app=app,
+        tags=tags,
+        custom_properties=list(_custom_properties(spec.get("customProperties"))),
+        duration=max(0.0, float(spec.get("durationSeconds", 0.0))),
+        outcome=outcome,
+    )
+
+
+def _custom_properties(spec: Any) -> Iterable[tuple[str, str, str]]:
+    """Accept ``{name: value | [values]}`` or ``[{name, value}]``; yield (def id, name, value)."""
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(spec, Mapping):
+        for name, values in spec.items():
+            for value in values if isinstance(values, list) else [values]:
+                pairs.append((str(name), value))
+    elif isinstance(spec, list):
+        pairs.extend((str(item["name"]), item["value"]) for item in spec)
+    elif spec is not None:
+        raise ValueError("customProperties must be a mapping or a list of {name, value}")
+    for name, value in pairs:
+        yield _stable_id("customproperty", name), name, str(value)
+
+
+def _synthetic_task(index: int, tag: str) -> _Task:
+    return _build_task(
+        {
+            "id": _stable_id("synthetic-task", str(index)),
+            "name": f"Synthetic reload task {index:04d}",
+            "app": {"name": f"Synthetic app {index:04d}"},
+            "tags": [tag],
+            "customProperties": {"taskGroup": "synthetic"},
+        }
+    )
+
+
+def _iso(timestamp: float) -> str:
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _stamp(object_id: str) -> dict[str, Any]:
+    return {
+        "id": object_id,
+        "createdDate": _CREATED,
+        "modifiedDate": _CREATED,
+        "modifiedByUserName": _MODIFIED_BY,
+    }
+
+
+def _task_json(task: _Task, now: float) -> dict[str, Any]:
+    """The ``/qrs/task/full`` shape of one task (a subset of real QRS's fields, same names)."""
+    execution = task.last_execution
+    result = _result_json(execution, now) if execution else _never_run(task)
+    result.pop("schemaPath", None)
+    item: dict[str, Any] = {
+        **_stamp(task.id),
+        "customProperties": [
+            {
+                **_stamp(_stable_id("cpvalue", f"{task.id}:{name}:{value}")),
+                "value": value,
+                "definition": {
+                    "id": definition_id,
+                    "name": name,
+                    "valueType": "Text",
+                    "choiceValues": [],
+                    "privileges": None,
+                },
+                "schemaPath": "CustomPropertyValue",
+            }
+            for definition_id, name, value in task.custom_properties
+        ],
+        "app": _app_json(task.app),
+        "isManuallyTriggered": False,
+        "operational": {
+            "id": _stable_id("operational", task.id),
+            "lastExecutionResult": result,
+            "nextExecution": _NEVER,
+            "privileges": None,
+        },
+        "name": task.name,
+        "taskType": task.task_type,
+        "enabled": task.enabled,
+        "taskSessionTimeout": 1440,
+        "maxRetries": 0,
+        "tags": [{**tag, "privileges": None} for tag in task.tags],
+        "privileges": None,
+        "schemaPath": "ReloadTask" if task.task_type == 0 else "ExternalProgramTask",
+    }
+    if task.task_type == 1:
+        item["path"] = "C:\\Scripts\\export.cmd"
+        item["parameters"] = ""
+    return item
+
+
+def _app_json(app: Mapping[str, str] | None) -> dict[str, Any] | None:
+    if app is None:
+        return None
+    return {
+        "id": app["id"],
+        "name": app["name"],
+        "appId": "",
+        "publishTime": _NEVER,
+        "published": False,
+        "stream": None,
+        "savedInProductVersion": "12.1477.0",
+        "migrationHash": "",
+        "availabilityStatus": 0,
+        "privileges": None,
+    }
+
+
+def _condensed(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``/qrs/task`` (condensed) shape, derived from the full object."""
+    return {
+        "id": task["id"],
+        "operational": {
+            "id": task["operational"]["id"],
+            "lastExecutionResult": None,
+            "nextExecution": task["operational"]["nextExecution"],
+            "privileges": None,
+        },
+        "name": task["name"],
+        "taskType": task["taskType"],
+        "privileges": None,
+    }
+
+
+def _never_run(task: _Task) -> dict[str, Any]:
+    return {
+        **_stamp(_stable_id("result", task.id)),
+        "executionID": _ZERO_GUID,
+        "appID": task.app["id"] if task.app else _ZERO_GUID,
+        "taskID": task.id,
+        "executingNodeName": "",
+        "status": 0,
+        "startTime": _NEVER,
+        "stopTime": _NEVER,
+        "duration": 0,
+        "fileReferenceID": _ZERO_GUID,
+        "scriptLogAvailable": False,
+        "details": [],
+        "scriptLogLocation": "",
+        "scriptLogSize": 0,
+        "privileges": None,
+    }
+
+
+def _result_json(execution: _Execution, now: float) -> dict[str, Any]:
+    status = execution.status(now)
+    task = execution.task
+    running = status == _STATUS_STARTED
+    stop = execution.finished
+    message = {
+        _STATUS_STARTED: "Reload started",
+        _STATUS_SUCCESS: "Reload finished successfully",
+        _STATUS_FAILED: "Reload failed (simulated)",
+    }[status]
+    return {
+        **_stamp(execution.result_id),
+        "executionID": execution.session_id,
+        "appID": task.app["id"] if task.app else _ZERO_GUID,
+        "taskID": task.id,
+        "executingNodeName": _NODE,
+        "status": status,
+        "startTime": _iso(execution.started),
+        "stopTime": _NEVER if running else _iso(stop),
+        "duration": int(((now if running else stop) - execution.started) * 1000),
+        "fileReferenceID": _ZERO_GUID,
+        "scriptLogAvailable": False,
+        "details": [
+            {"detailsType": 1 if status != _STATUS_FAILED else 2, "message": message},
+        ],
+        "scriptLogLocation": "",
+        "scriptLogSize": 0,
+        "privileges": None,
+        "schemaPath": "ExecutionResult",
+    }
+
+
+def _session_json(execution: _Execution) -> dict[str, Any]:
+    task = execution.task
+    return {
+        **_stamp(execution.session_id),
+        "task": {
+            "id": task.id,
+            "name": task.name,
+            "taskType": task.task_type,
+            "enabled": task.enabled,
+            "privileges": None,
+        },
+        "app": _app_json(task.app),
+        "user": None,
+        "executingNodeID": _stable_id("node", _NODE),
+        "status": _STATUS_STARTED,
+        "scriptLogLocation": "",
+        "scriptLogSize": 0,
+        "privileges": None,
+        "schemaPath": "ExecutionSession",
+    }
+
+
+# --------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = None) -> int:
+    """``butler simulate-qrs``: run the simulator in the foreground until Ctrl+C (or ``stop``)."""
+    parser = argparse.ArgumentParser(
+        prog="butler simulate-qrs",
+        description="Run the QRS simulator (test/demo stand-in for Qlik Sense's QRS API).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4242, help="port to listen on (4242)")
+    parser.add_argument(
+        "--certs",
+        type=Path,
+        default=Path("qrs-simulator-certs"),
+        help="folder for the CA/server/client certificates; created when missing",
+    )
+    parser.add_argument("--no-tls", action="store_true", help="serve plain HTTP")
+    parser.add_argument("--catalogue", type=Path, help="task catalogue (YAML or JSON)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay for every answer")
+    parser.add_argument(
+        "--synthetic-tasks", type=int, default=0, help="add N generated tasks sharing one tag"
+    )
+    parser.add_argument("--synthetic-tag", default="bench", help="tag of the generated tasks")
+    args = parser.parse_args(argv)
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    certs = None if args.no_tls else generate_certificates(args.certs)
+    simulator = QrsSimulator(
+        certs,
+        host=args.host,
+        port=args.port,
+        catalogue=args.catalogue,
+        synthetic_tasks=args.synthetic_tasks,
+        synthetic_tag=args.synthetic_tag,
+        latency=args.latency_ms / 1000.0,
+    )
+    with simulator:
+        print(f"QRS simulator on {simulator.url} with {len(simulator.task_ids())} tasks")
+        if certs is not None:
+            print(f"  CA certificate:     {certs.ca.resolve()}")
+            print(f"  client certificate: {certs.client_cert.resolve()}")
+            print(f"  client key:         {certs.client_key.resolve()}")
+        print("Press Ctrl+C to stop.")
+        stop = stop or threading.Event()
+        try:
+            # A timed wait keeps Ctrl+C working on Windows, where an untimed wait ignores it.
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            print("Stopping.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
