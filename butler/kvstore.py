@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
 # About 31,700 years: keeps the expiry time a finite float whatever number a caller sends.
-_MAX_TTL_MS = 10**15
+MAX_TTL_MS = 10**15
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS namespaces ("
     " name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
@@ -77,13 +77,13 @@ def parse_ttl(ttl: object) -> int:
 
     Load scripts send numbers as text (``"3000"``, or ``""`` when no TTL is wanted), so
     numeric text counts; anything that is not a finite number means "no TTL" (0), just as
-    the original's ``parseInt`` yielded ``NaN``. The integer part is kept; callers treat
-    values <= 0 as "never expires".
+    the original's ``parseInt`` yielded ``NaN``. The integer part is kept, capped at
+    about 31,700 years so the expiry stays a finite time; values <= 0 mean "never expires".
     """
     if isinstance(ttl, bool) or ttl is None:
         return 0
     if isinstance(ttl, int):
-        return ttl
+        return min(ttl, MAX_TTL_MS)
     if isinstance(ttl, str):
         try:
             number = float(ttl.strip())
@@ -93,7 +93,7 @@ def parse_ttl(ttl: object) -> int:
         number = ttl
     else:
         return 0
-    return int(number) if math.isfinite(number) else 0
+    return min(int(number), MAX_TTL_MS) if math.isfinite(number) else 0
 
 
 def value_text(value: object) -> str:
@@ -325,7 +325,7 @@ class KvStore:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise BadRequest("value is not valid Unicode text") from exc
-        ttl = min(parse_ttl(ttl_ms), _MAX_TTL_MS)
+        ttl = parse_ttl(ttl_ms)
         with self._write_lock:
             now = self._clock()
             expires_at = now + ttl / 1000 if ttl > 0 else None

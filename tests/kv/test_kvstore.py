@@ -76,6 +76,8 @@ def rows(path: Path) -> list[tuple[str, str, str]]:
         ([3000], 0),
         ({"ms": 1}, 0),
         (math.nan, 0),
+        (10**400, 10**15),
+        (1e300, 10**15),
         ("inf", 0),
     ],
 )
