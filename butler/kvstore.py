@@ -186,18 +186,23 @@ class KvStore:
         db.execute("COMMIT")
 
     def _load(self, db: sqlite3.Connection) -> None:
-        now = self._clock()
-        top = 0
-        for name, seq in db.execute("SELECT name, seq FROM namespaces ORDER BY seq"):
-            self._data[name] = {}
-            top = max(top, seq)
-        rows = db.execute("SELECT namespace, key, value, expires_at, seq FROM entries ORDER BY seq")
+        """Read the file into memory; expired rows are skipped (the sweep deletes them)."""
+        data = self._data
+        for (name,) in db.execute("SELECT name FROM namespaces ORDER BY seq"):
+            data[name] = {}
+        rows = db.execute(
+            "SELECT namespace, key, value, expires_at, seq FROM entries"
+            " WHERE expires_at IS NULL OR expires_at > ? ORDER BY seq",
+            (self._clock(),),
+        )
         for namespace, key, value, expires_at, seq in rows:
-            top = max(top, seq)
-            items = self._data.get(namespace)
-            if items is None or (expires_at is not None and expires_at <= now):
-                continue
-            items[key] = _Item(value, expires_at, seq)
+            items = data.get(namespace)
+            if items is not None:
+                items[key] = _Item(value, expires_at, seq)
+        top = db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM namespaces), 0),"
+            " COALESCE((SELECT MAX(seq) FROM entries), 0))"
+        ).fetchone()[0]
         self._next_seq = top + 1
 
     def start(self) -> None:

@@ -377,6 +377,23 @@ def test_everything_survives_reopen(tmp_path: Path, clock: FakeClock) -> None:
         reopened.close()
 
 
+def test_order_continues_after_reopening_a_store_of_empty_namespaces(tmp_path: Path) -> None:
+    path = tmp_path / "kv.sqlite"
+    store = KvStore(path)
+    for ns in ("first", "second"):
+        store.set(ns, "k", "v")
+        store.delete_key(ns, "k")
+    store.close()
+    store = KvStore(path)
+    store.set("third", "k", "v")
+    store.close()
+    store = KvStore(path)
+    try:
+        assert store.namespaces() == ["first", "second", "third"]
+    finally:
+        store.close()
+
+
 def test_memory_mode_writes_no_file(tmp_path: Path) -> None:
     store = KvStore(None)
     store.set("ns", "k", "v")
