@@ -132,7 +132,7 @@ class KvStore:
         sweep_interval: float = 60,
     ) -> None:
         self._path = path
-        self._max_keys = max_keys_per_namespace if max_keys_per_namespace else 0
+        self._max_keys = max(0, max_keys_per_namespace or 0)
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._lock = threading.Lock()

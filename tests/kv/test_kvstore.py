@@ -333,7 +333,7 @@ def test_expired_keys_do_not_count_towards_the_limit(
         store.set("ns", "k4", "v")
 
 
-@pytest.mark.parametrize("unlimited", [0, None])
+@pytest.mark.parametrize("unlimited", [0, None, -1])
 def test_zero_or_none_means_unlimited(
     make_store: Callable[..., KvStore], unlimited: object
 ) -> None:
