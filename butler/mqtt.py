@@ -24,6 +24,7 @@ import paho.mqtt.client as paho
 from butler.errors import BadRequest, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger(__name__)
+paho_log = logging.getLogger(f"{__name__}.paho")
 
 STATUS_TOPIC = "qliksense/butler/mqtt/status"
 """Where the original announces each (re)connection; kept for existing subscribers."""
@@ -115,7 +116,7 @@ class MqttService:
             protocol=paho.MQTTv311,
         )
         client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.on_log = _log_paho
         client.reconnect_delay_set(reconnect_min_delay, reconnect_max_delay)
         if username:
             client.username_pw_set(username, password or None)
@@ -282,6 +283,14 @@ class MqttService:
                     self.task_start_topic,
                     payload[:200],
                 )
+
+
+def _log_paho(client: paho.Client, userdata: Any, level: int, text: str) -> None:
+    """paho's own lines (callback errors included); a normal reconnect gap is only debug."""
+    if level in (paho.MQTT_LOG_ERR, paho.MQTT_LOG_WARNING) and "not connected" not in text:
+        paho_log.warning("%s", text)
+    else:
+        paho_log.debug("%s", text)
 
 
 def _apply_tls(client: paho.Client, tls: MqttTls) -> None:

@@ -205,7 +205,7 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
             tag=TAG,
             body_schema=EventBody,
             body_example={
-                "eventType": "relead-failed",
+                "eventType": "reload-failed",
                 "timestamp": 1642164296053,
                 "attributes": [{"name": "host.name", "value": "dev.server.com"}],
             },
