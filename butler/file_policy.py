@@ -110,7 +110,7 @@ class PathPolicy:
     def parse_config_dir(self, raw: str, key: str) -> CheckedPath:
         """Validate an approved directory from the config; ``ValueError`` names the key."""
         try:
-            return self.parse(raw, key, "configured")
+            return self.parse(raw, key, "file")
         except BadRequest as exc:
             raise ValueError(f"{key}: {exc.message}") from exc
 

@@ -38,6 +38,7 @@ _log = logging.getLogger(__name__)
 
 _QVD_REFUSAL = "Directory must be within the QVD folder"
 _CONFLICT_ERRNOS = frozenset({errno.EEXIST, errno.ENOTEMPTY})
+_LINK_REPARSE_TAGS = frozenset({0xA000000C, 0xA0000003})  # IO_REPARSE_TAG_SYMLINK, _MOUNT_POINT
 
 
 class FileOperations:
@@ -121,9 +122,10 @@ class FileOperations:
                 self._policy.contains(_resolve(d.written), real, strict=True) for d in candidates
             ):
                 raise Forbidden(refusal)
-            if not os.path.lexists(real):
-                raise NotFound("Delete failed, file does not exist")
-            _remove_entry(real)
+            try:
+                _remove_entry(real)
+            except FileNotFoundError:
+                raise NotFound("Delete failed, file does not exist") from None
 
     def create_qvd_dir(self, client: str, directory: str | None) -> None:
         """Create a folder (and its parents) below ``configDirectories.qvdPath``."""
@@ -245,9 +247,12 @@ def _staging_name(folder: Path) -> Path:
 
 
 def _is_link(info: os.stat_result) -> bool:
-    """Symlinks, and on Windows also junctions and other reparse points."""
-    reparse = getattr(info, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT
-    return stat.S_ISLNK(info.st_mode) or bool(reparse)
+    """Symlinks, and on Windows junctions too.
+
+    Other reparse points (deduplicated or cloud placeholder files) are ordinary files here.
+    """
+    tag = getattr(info, "st_reparse_tag", 0)
+    return stat.S_ISLNK(info.st_mode) or tag in _LINK_REPARSE_TAGS
 
 
 def _remove_entry(path: Path) -> None:
