@@ -1,0 +1,133 @@
+"""Fixtures for scheduler tests: a fake clock, a recording task starter, schedule files."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from butler.schedule_store import ScheduleStore
+from butler.scheduler import Scheduler
+from tests.scheduler.fake_clock import FakeClock
+
+START = datetime(2024, 1, 15, 12, 0, 0, tzinfo=UTC)
+"""A Monday, in winter time in Europe and North America."""
+TASK_A = "0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b"
+TASK_B = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"
+TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "schedule_template.yaml"
+
+
+def entry(
+    schedule_id: str,
+    cron: str,
+    zone: str = "Europe/Stockholm",
+    task: str = TASK_A,
+    state: str = "started",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": schedule_id,
+        "name": f"Schedule {schedule_id}",
+        "cronSchedule": cron,
+        "timezone": zone,
+        "qlikSenseTaskId": task,
+        "startupState": state,
+        **extra,
+    }
+
+
+def write_schedules(path: Path, entries: Sequence[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    YAML(typ="safe", pure=True).dump({"butlerSchedule": list(entries)}, buffer)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+class Recorder:
+    """A task starter that records each call with the fake time it happened at."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.calls: list[tuple[datetime, list[str]]] = []
+        self.outcomes: dict[str, str] = {}
+        self.error: BaseException | None = None
+        self.gates: dict[str, threading.Event] = {}
+        self.entered = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, task_ids: Sequence[str]) -> dict[str, str]:
+        for task_id in task_ids:
+            gate = self.gates.get(task_id)
+            if gate is not None:
+                self.entered.set()
+                assert gate.wait(10), "test never released the gate"
+        with self._lock:
+            self.calls.append((self.clock.now(), list(task_ids)))
+        if self.error is not None:
+            raise self.error
+        return {task_id: self.outcomes.get(task_id, "started") for task_id in task_ids}
+
+    @property
+    def times(self) -> list[datetime]:
+        with self._lock:
+            return [moment for moment, _ in self.calls]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+def recorder(clock: FakeClock) -> Recorder:
+    return Recorder(clock)
+
+
+@pytest.fixture
+def schedule_file(tmp_path: Path) -> Path:
+    return tmp_path / "config" / "schedule.yaml"
+
+
+@pytest.fixture
+def make_scheduler(
+    schedule_file: Path, clock: FakeClock, recorder: Recorder
+) -> Iterator[Callable[..., Scheduler]]:
+    """Factory: a Scheduler over ``schedule_file`` (written first when entries are given)."""
+    made: list[Scheduler] = []
+
+    def factory(
+        entries: Sequence[dict[str, Any]] | None = None,
+        *,
+        start: bool = True,
+        use_clock: FakeClock | None = None,
+        starter: Callable[[Sequence[str]], Any] | None = None,
+        workers: int = 4,
+    ) -> Scheduler:
+        if entries is not None:
+            schedule_file.parent.mkdir(parents=True, exist_ok=True)
+            write_schedules(schedule_file, entries)
+        the_clock = use_clock or clock
+        scheduler = Scheduler(
+            ScheduleStore(schedule_file), starter or recorder, clock=the_clock, workers=workers
+        )
+        made.append(scheduler)
+        if start:
+            scheduler.start()
+            the_clock.settle()
+        return scheduler
+
+    yield factory
+    for scheduler in made:
+        scheduler.stop()
+
+
+def step(clock: FakeClock, scheduler: Scheduler, seconds: int, every: float = 1.0) -> None:
+    """Advance ``seconds`` in steps of ``every``, letting each step's fires finish."""
+    for _ in range(int(seconds / every)):
+        clock.advance(every)
+        assert scheduler.drain(10)
