@@ -145,7 +145,7 @@ class _Parser:
             terms.append(self.parse_and())
         if len(terms) == 1:
             return terms[0]
-        return lambda item: any(term(item) for term in terms)
+        return _one_of(terms) or (lambda item: any(term(item) for term in terms))
 
     def parse_and(self) -> Callable[[Mapping[str, Any]], bool]:
         terms = [self.parse_unary()]
@@ -171,7 +171,7 @@ class _Parser:
             return inner
         return self.parse_comparison()
 
-    def parse_comparison(self) -> Callable[[Mapping[str, Any]], bool]:
+    def parse_comparison(self) -> _Comparison:
         path_token = self._next("a property name")
         if path_token.kind != "word" or not _PATH_RE.fullmatch(path_token.text):
             raise FilterError(
@@ -187,9 +187,7 @@ class _Parser:
                 f"(expected one of {', '.join(_OPERATORS)})"
             )
         value = _literal(self._next("a value"))
-        path = path_token.text.split(".")
-        compare = _COMPARATORS[operator]
-        return lambda item: any(compare(found, value) for found in _resolve(item, path))
+        return _Comparison(path_token.text.split("."), operator, value)
 
 
 def _literal(token: _Token) -> Any:
@@ -212,8 +210,60 @@ def _literal(token: _Token) -> Any:
     )
 
 
+class _Comparison:
+    """``path operator value`` with the value normalised once, not once per object."""
+
+    def __init__(self, path: list[str], operator: str, value: Any):
+        self.path = path
+        self.operator = operator
+        self.value = value
+        self.text = None if value is None else _as_text(value)
+        self._test = _TESTS[operator]
+
+    def __call__(self, item: Mapping[str, Any]) -> bool:
+        test = self._test
+        return any(test(found, self) for found in _resolve(item, self.path))
+
+
+class _OneOf:
+    """``p eq 'a' or p eq 'b' or ...`` as one set lookup: id batches of hundreds stay cheap."""
+
+    def __init__(self, path: list[str], texts: set[str]):
+        self.path = path
+        self.texts = texts
+
+    def __call__(self, item: Mapping[str, Any]) -> bool:
+        texts = self.texts
+        return any(
+            found is not None and _as_text(found) in texts for found in _resolve(item, self.path)
+        )
+
+
+def _one_of(terms: list[Callable[[Mapping[str, Any]], bool]]) -> _OneOf | None:
+    """A set lookup equivalent to ``terms`` when all are ``eq`` on one path with text values."""
+    first = terms[0]
+    if not isinstance(first, _Comparison):
+        return None
+    path = [name.lower() for name in first.path]
+    texts: set[str] = set()
+    for term in terms:
+        if not (
+            isinstance(term, _Comparison)
+            and term.operator == "eq"
+            and isinstance(term.value, str)
+            and term.text is not None
+            and [name.lower() for name in term.path] == path
+        ):
+            return None
+        texts.add(term.text)
+    return _OneOf(first.path, texts)
+
+
 def _resolve(item: Any, path: list[str]) -> list[Any]:
     """Every value at ``path``, flattening lists on the way (the "any element" semantics)."""
+    if len(path) == 1 and isinstance(item, dict) and path[0] in item:
+        value = item[path[0]]
+        return value if isinstance(value, list) else [value]
     current = [item]
     for name in path:
         following: list[Any] = []
@@ -254,35 +304,35 @@ def _as_text(value: Any) -> str:
     return str(value).casefold()
 
 
-def _equal(found: Any, wanted: Any) -> bool:
-    if found is None or wanted is None:
-        return found is wanted
-    if _is_number(found) and _is_number(wanted):
-        return bool(found == wanted)
-    return _as_text(found) == _as_text(wanted)
+def _equal(found: Any, wanted: _Comparison) -> bool:
+    if found is None or wanted.value is None:
+        return found is wanted.value
+    if _is_number(found) and _is_number(wanted.value):
+        return bool(found == wanted.value)
+    return _as_text(found) == wanted.text
 
 
-def _ordered(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
-    def compare(found: Any, wanted: Any) -> bool:
-        if found is None or wanted is None:
+def _ordered(test: Callable[[Any, Any], bool]) -> Callable[[Any, _Comparison], bool]:
+    def compare(found: Any, wanted: _Comparison) -> bool:
+        if found is None or wanted.value is None:
             return False
-        if _is_number(found) and _is_number(wanted):
-            return test(found, wanted)
-        return test(_as_text(found), _as_text(wanted))
+        if _is_number(found) and _is_number(wanted.value):
+            return test(found, wanted.value)
+        return test(_as_text(found), wanted.text)
 
     return compare
 
 
-def _textual(test: Callable[[str, str], bool]) -> Callable[[Any, Any], bool]:
-    def compare(found: Any, wanted: Any) -> bool:
-        if found is None or wanted is None:
+def _textual(test: Callable[[str, str], bool]) -> Callable[[Any, _Comparison], bool]:
+    def compare(found: Any, wanted: _Comparison) -> bool:
+        if found is None or wanted.text is None:
             return False
-        return test(_as_text(found), _as_text(wanted))
+        return test(_as_text(found), wanted.text)
 
     return compare
 
 
-_COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+_TESTS: dict[str, Callable[[Any, _Comparison], bool]] = {
     "eq": _equal,
     "ne": lambda found, wanted: not _equal(found, wanted),
     "gt": _ordered(lambda a, b: a > b),

@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -35,7 +36,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ruamel.yaml import YAML
 
 from butler.testing.certs import CertPaths, generate_certificates
-from butler.testing.qrs_filter import FilterError, filter_items
+from butler.testing.qrs_filter import FilterError, filter_items, parse_filter
 
 __all__ = [
     "Fault",
@@ -123,6 +124,7 @@ class _Task:
     duration: float
     outcome: str
     last_execution: _Execution | None = None
+    rendered: tuple[Any, dict[str, Any], bytes] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -186,7 +188,8 @@ class QrsSimulator:
 
     ``certs`` enables TLS with a mandatory client certificate signed by ``certs.ca``; ``None``
     serves plain HTTP (for Butler's ``useSSL: false``). ``synthetic_tasks`` adds that many
-    generated tasks sharing the tag ``synthetic_tag`` (for benchmarks).
+    generated tasks sharing the tag ``synthetic_tag`` (for benchmarks). The request, start
+    and execution logs keep the newest ``max_log`` entries, so a long demo run stays small.
     """
 
     def __init__(
@@ -199,6 +202,7 @@ class QrsSimulator:
         synthetic_tasks: int = 0,
         synthetic_tag: str = "bench",
         latency: float = 0.0,
+        max_log: int = 100_000,
     ):
         self.host = host
         self._requested_port = port
@@ -213,11 +217,12 @@ class QrsSimulator:
                 str(from_file.get("tag", synthetic_tag)),
             )
         self._lock = threading.RLock()
-        self._started_cond = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
+        self._max_log = max_log
         self._tasks: dict[str, _Task] = {}
-        self._executions: dict[str, _Execution] = {}
-        self._requests: list[RequestRecord] = []
-        self._starts: list[StartRecord] = []
+        self._executions: OrderedDict[str, _Execution] = OrderedDict()
+        self._requests: deque[RequestRecord] = deque(maxlen=max_log)
+        self._starts: deque[StartRecord] = deque(maxlen=max_log)
         self._faults: list[Fault] = []
         self._latency = float(latency)
         self._new_connections = 0
@@ -226,6 +231,7 @@ class QrsSimulator:
         self._open_sockets: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
         self._stopping = threading.Event()
+        self._interrupt = threading.Event()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._ssl_context = _server_context(certs) if certs is not None else None
@@ -255,6 +261,7 @@ class QrsSimulator:
         if listener is None:
             return
         self._stopping.set()
+        self._interrupt_delays()
         self._wake_accept()
         if self._accept_thread is not None:
             self._accept_thread.join(timeout=10)
@@ -318,12 +325,26 @@ class QrsSimulator:
 
     def wait_for_starts(self, count: int, timeout: float = 5.0) -> list[StartRecord]:
         """Block until at least ``count`` starts are recorded; for asynchronous triggers."""
-        with self._started_cond:
-            if not self._started_cond.wait_for(lambda: len(self._starts) >= count, timeout):
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._starts) >= count, timeout):
                 raise TimeoutError(
                     f"expected {count} task starts within {timeout} s, saw {len(self._starts)}"
                 )
             return list(self._starts)
+
+    def wait_for_rejected_connections(self, count: int, timeout: float = 5.0) -> int:
+        """Block until ``count`` TLS handshakes have failed.
+
+        With TLS 1.3 the client sees the server's rejection before the server has finished
+        counting it, so tests wait here instead of reading the counter at once.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._rejected_connections >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} rejected connections within {timeout} s, "
+                    f"saw {self._rejected_connections}"
+                )
+            return self._rejected_connections
 
     # ----------------------------------------------------------------- faults
 
@@ -369,12 +390,22 @@ class QrsSimulator:
             self._faults.clear()
 
     def reset(self) -> None:
-        """Back to the state after construction: catalogue, no faults, no latency, empty log."""
+        """Back to the state after construction: catalogue, no faults, no latency, empty log.
+
+        Requests still waiting out a delay are cut off, so a request a test gave up on cannot
+        start a task or appear in the log of the next test.
+        """
         with self._lock:
+            self._interrupt_delays()
             self.clear_faults()
             self._latency = 0.0
             self.reset_catalogue()
             self.reset_log()
+
+    def _interrupt_delays(self) -> None:
+        with self._lock:
+            self._interrupt.set()
+            self._interrupt = threading.Event()
 
     # ----------------------------------------------------------------- catalogue
 
@@ -457,6 +488,7 @@ class QrsSimulator:
                 except (ssl.SSLError, OSError) as exc:
                     with self._lock:
                         self._rejected_connections += 1
+                        self._changed.notify_all()
                     _log.debug("TLS handshake from %s failed: %s", address, exc)
                     return
                 sock.settimeout(None)
@@ -500,8 +532,9 @@ class QrsSimulator:
         with self._lock:
             latency = self._latency
             fault = self._take_fault(method, path, query, body)
+            interrupt = self._interrupt
         delay = latency + (fault.delay if fault else 0.0)
-        if delay and self._stopping.wait(delay):
+        if delay and interrupt.wait(delay):
             self._drop(handler)
             return
 
@@ -639,18 +672,18 @@ class QrsSimulator:
     ) -> _Reply:
         now = time.time()
         with self._lock:
-            objects = [
-                _task_json(task, now)
-                for task in self._tasks.values()
-                if not reload_only or task.task_type == 0
-            ]
+            tasks = [t for t in self._tasks.values() if not reload_only or t.task_type == 0]
+        entries = [_rendered(task, now) for task in tasks]
+        text = query.get("filter")
         try:
-            found = filter_items(objects, query.get("filter"))
+            if text is not None and text.strip():
+                expr = parse_filter(text)
+                entries = [entry for entry in entries if expr.matches(entry[0])]
         except FilterError as exc:
             raise _ClientError(400, f"Invalid filter: {exc}") from exc
         if not full:
-            found = [_condensed(item) for item in found]
-        return _Reply(200, found)
+            return _Reply(200, [_condensed(item) for item, _ in entries])
+        return _Reply(200, b"[" + b",".join(data for _, data in entries) + b"]")
 
     def _task_condensed(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> _Reply:
         return self._list_tasks(query, full=False)
@@ -736,8 +769,10 @@ class QrsSimulator:
         )
         task.last_execution = execution
         self._executions[execution.session_id] = execution
+        while len(self._executions) > self._max_log:
+            self._executions.popitem(last=False)
         self._starts.append(StartRecord(task.id, task.name, now, route, execution.session_id))
-        self._started_cond.notify_all()
+        self._changed.notify_all()
         _log.info("task started: %s (%s) via %s", task.id, task.name, route)
         return execution
 
@@ -818,6 +853,8 @@ def _send(handler: _Handler, reply: _Reply) -> None:
     """Write status line, headers and body in one send: no Nagle/delayed-ACK stalls."""
     if reply.payload is None or reply.status == 204:
         body = b""
+    elif isinstance(reply.payload, bytes):
+        body = reply.payload
     elif isinstance(reply.payload, str):
         body = reply.payload.encode("utf-8")
     else:
@@ -934,6 +971,25 @@ def _stamp(object_id: str) -> dict[str, Any]:
         "modifiedDate": _CREATED,
         "modifiedByUserName": _MODIFIED_BY,
     }
+
+
+def _rendered(task: _Task, now: float) -> tuple[dict[str, Any], bytes]:
+    """The task's full object and its JSON, reused until its last execution changes state.
+
+    Listing hundreds of tasks per call (benchmarks) must cost the simulator little, or the
+    numbers would measure the simulator instead of Butler.
+    """
+    execution = task.last_execution
+    status = execution.status(now) if execution else 0
+    key = (execution.session_id if execution else None, status)
+    cached = task.rendered
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    item = _task_json(task, now)
+    data = json.dumps(item, separators=(",", ":")).encode("utf-8")
+    if status != _STATUS_STARTED:  # a running execution's duration changes every call
+        task.rendered = (key, item, data)
+    return item, data
 
 
 def _task_json(task: _Task, now: float) -> dict[str, Any]:

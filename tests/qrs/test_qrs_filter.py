@@ -172,3 +172,24 @@ def test_unknown_property_is_an_error_when_evaluated() -> None:
         filter_items(TASKS, "nmae eq 'x'")
     with pytest.raises(FilterError, match="does not exist"):
         filter_items(TASKS, "name.first eq 'x'")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"id eq {APP1} or ID eq {APP2.upper()}", ["Reload task of App1", "Reload task of App2"]),
+        ("taskType eq 1 or taskType eq 0", [t["name"] for t in TASKS]),
+        ("app eq null or name eq 'Reload task of App2'", ["Reload task of App2", "It's a task"]),
+        (f"id eq {APP1} or name eq 'It''s a task'", ["Reload task of App1", "It's a task"]),
+        ("tags.name eq 'startTask1' or tags.name eq 'nope'", ["Reload task of App1"]),
+    ],
+)
+def test_long_or_chains_match_like_single_comparisons(text: str, expected: list[str]) -> None:
+    assert names(text) == expected
+
+
+def test_a_thousand_id_or_chain() -> None:
+    items = [{"id": f"{n:08x}-0000-4000-8000-000000000000"} for n in range(1000)]
+    wanted = items[::7]
+    text = " or ".join(f"id eq {item['id']}" for item in wanted)
+    assert filter_items(items, text) == wanted

@@ -85,7 +85,7 @@ def test_request_without_client_certificate_is_rejected(
     with pytest.raises(requests.exceptions.ConnectionError):
         anonymous.call("GET", "/qrs/about")
     anonymous.close()
-    assert qrs_simulator.rejected_connections >= 1
+    assert qrs_simulator.wait_for_rejected_connections(1) >= 1
     assert qrs_simulator.requests() == []
 
 
@@ -100,6 +100,7 @@ def test_client_certificate_from_another_ca_is_rejected(
     with pytest.raises(requests.exceptions.ConnectionError):
         session.get(f"{qrs_simulator.url}/qrs/about", params={"xrfkey": KEY}, timeout=5)
     session.close()
+    assert qrs_simulator.wait_for_rejected_connections(1) >= 1
     assert qrs_simulator.requests() == []
 
 
@@ -299,6 +300,8 @@ def test_wait_for_starts(qrs: Qrs, qrs_simulator: QrsSimulator) -> None:
     assert starts[0].task_id == APP1
     with pytest.raises(TimeoutError, match="expected 2 task starts"):
         qrs_simulator.wait_for_starts(2, timeout=0.01)
+    with pytest.raises(TimeoutError, match="expected 1 rejected connections"):
+        qrs_simulator.wait_for_rejected_connections(1, timeout=0.01)
 
 
 # ------------------------------------------------------------------------- recording
