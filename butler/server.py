@@ -68,23 +68,25 @@ class WaitressServer:
         self._server.run()
 
     def shutdown(self) -> None:
-        """Close every channel, inside the loop thread, so the event loop returns at once.
+        """Stop the workers, then close every channel inside the loop thread.
 
-        waitress's loop runs while its socket map is non-empty; the trigger wakes it and runs
-        the closing there, which avoids touching the map from another thread.
+        waitress's loop runs while its socket map is non-empty. Workers are joined first
+        because a finishing worker pulls the trigger, which must still be open then; the
+        trigger then runs the closing in the loop thread, so the map is never touched from
+        another thread and the loop returns at once.
         """
         if self._stopped.is_set():
             return
         self._stopped.set()
         server = self._server
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         server_map = server._map
 
         def close_all(*_: Any) -> None:
             for channel in list(server_map.values()):
-                channel.handle_close()
+                channel.close()
 
         server.trigger.pull_trigger(close_all)
-        server.task_dispatcher.shutdown()
 
 
 class CherootTlsServer:

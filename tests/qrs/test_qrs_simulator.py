@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -480,3 +481,16 @@ def test_main_runs_until_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "QRS simulator on https://127.0.0.1:" in out
     assert "with 11 tasks" in out
     assert (tmp_path / "c" / "client.pem").is_file()
+
+
+def test_stop_closes_connections_that_never_finish_the_handshake(qrs_certs: CertPaths) -> None:
+    sim = QrsSimulator(qrs_certs).start()
+    suffix = f"-{sim.port}"
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as silent:
+        sim.stop()
+        try:
+            closed = silent.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+    assert closed
+    assert not [t for t in threading.enumerate() if t.name.endswith(suffix) and t.is_alive()]
