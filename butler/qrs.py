@@ -36,6 +36,7 @@ __all__ = [
     "QrsHttpError",
     "QrsTimeout",
     "QrsUnavailable",
+    "new_xrfkey",
     "quote_filter_value",
 ]
 

@@ -133,7 +133,6 @@ class _Execution:
     result_id: str
     task: _Task
     started: float
-    route: str
 
     @property
     def finished(self) -> float:
@@ -206,7 +205,6 @@ class QrsSimulator:
     ):
         self.host = host
         self._requested_port = port
-        self._certs = certs
         self._catalogue_data = load_catalogue(catalogue)
         from_file = self._catalogue_data.get("synthetic") or {}
         if synthetic_tasks:
@@ -469,7 +467,7 @@ class QrsSimulator:
             thread = threading.Thread(
                 target=self._serve_connection,
                 args=(conn, address),
-                name="qrs-sim-conn",
+                name=f"qrs-sim-conn-{self.port}",
                 daemon=True,
             )
             with self._lock:
@@ -483,8 +481,15 @@ class QrsSimulator:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl_context is not None:
                 conn.settimeout(_HANDSHAKE_TIMEOUT)
+                # Wrap without I/O first so stop() can cut a handshake that never completes.
+                sock = self._ssl_context.wrap_socket(
+                    conn, server_side=True, do_handshake_on_connect=False
+                )
+                with self._lock:
+                    self._open_sockets.discard(conn)
+                    self._open_sockets.add(sock)
                 try:
-                    sock = self._ssl_context.wrap_socket(conn, server_side=True)
+                    sock.do_handshake()
                 except (ssl.SSLError, OSError) as exc:
                     with self._lock:
                         self._rejected_connections += 1
@@ -492,9 +497,6 @@ class QrsSimulator:
                     _log.debug("TLS handshake from %s failed: %s", address, exc)
                     return
                 sock.settimeout(None)
-                with self._lock:
-                    self._open_sockets.discard(conn)
-                    self._open_sockets.add(sock)
             with self._lock:
                 self._new_connections += 1
                 connection = _Connection(
@@ -765,7 +767,6 @@ class QrsSimulator:
             result_id=str(uuid.uuid4()),
             task=task,
             started=now,
-            route=route,
         )
         task.last_execution = execution
         self._executions[execution.session_id] = execution
