@@ -1,0 +1,199 @@
+"""Qlik Sense app endpoints: reload an app, dump it to JSON, list apps (Engine API).
+
+A reload answers as soon as the app is open and the reload has started (the original's
+contract, which load scripts rely on); the reload itself runs in a thread owned by the
+Engine client, so a long reload never holds up other API calls. When it ends, the task
+chain for its outcome is started through the core's task starter
+(``services.extras["start_tasks"]``), which applies the start-task filter like every other
+trigger. ``?wait=true`` is our addition for callers that want the outcome in the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, post_load, validate
+
+from butler.endpoints import ApiRequest, Endpoint
+from butler.engine import EngineClient, ReloadOutcome
+from butler.errors import ApiError, FeatureUnavailable
+from butler.fields import LoadScriptBoolean, LoadScriptInteger, StringList
+from butler.hookspecs import hookimpl
+
+log = logging.getLogger(__name__)
+
+TAG = "Qlik Sense apps"
+ENGINE_MISSING = "The Qlik Sense Engine is not configured (Butler.configEngine)"
+STARTER_MISSING = "Starting tasks after a reload needs the QRS connection (Butler.configQRS)"
+
+StartTasks = Callable[[Sequence[str]], Mapping[str, str]]
+
+
+class ReloadBody(Schema):
+    """Body of ``PUT /v4/app/{appId}/reload``; load scripts send every value as a string."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    reloadMode = LoadScriptInteger(
+        allow_none=True,
+        load_default=0,
+        validate=validate.OneOf([0, 1, 2], error="must be equal to one of the allowed values"),
+        metadata={"description": "0 = default, 1 = ABEND on error, 2 = ignore errors"},
+    )
+    partialReload = LoadScriptBoolean(allow_none=True, load_default=False)
+    startQSEoWTaskOnSuccess = StringList(allow_none=True, load_default=list)
+    startQSEoWTaskOnFailure = StringList(allow_none=True, load_default=list)
+
+    @post_load
+    def _defaults_for_null(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """``null`` means "not given", as in the original (Fastify coerced it)."""
+        data["reloadMode"] = data.get("reloadMode") or 0
+        data["partialReload"] = bool(data.get("partialReload"))
+        for key in ("startQSEoWTaskOnSuccess", "startQSEoWTaskOnFailure"):
+            data[key] = [task for task in data.get(key) or [] if task.strip()]
+        return data
+
+
+class ReloadQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    wait = LoadScriptBoolean(
+        load_default=False,
+        metadata={"description": "Answer only when the reload has finished, with its outcome"},
+    )
+
+
+def _engine(services: Any) -> EngineClient:
+    engine: EngineClient | None = services.engine
+    if engine is None:
+        raise FeatureUnavailable(ENGINE_MISSING)
+    return engine
+
+
+def _start_chain(
+    starter: StartTasks | None, ids: Sequence[str], outcome: ReloadOutcome
+) -> dict[str, str]:
+    """Start the task chain for a finished reload; report an outcome per task id."""
+    if not ids or outcome.result == "aborted" or starter is None:
+        return {}
+    try:
+        started = dict(starter(ids))
+    except ApiError as exc:
+        log.error("Tasks after reload of app %s not started: %s", outcome.app_id, exc.message)
+        return {task_id: "failed" for task_id in ids}
+    except Exception:
+        log.exception("Tasks after reload of app %s not started", outcome.app_id)
+        return {task_id: "failed" for task_id in ids}
+    log.info("Tasks after %s reload of app %s: %s", outcome.result, outcome.app_id, started)
+    return started
+
+
+@hookimpl
+def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+    def reload_app(call: ApiRequest) -> Any:
+        engine = _engine(services)
+        app_id = call.path["appId"]
+        body = call.body
+        on_success: list[str] = body["startQSEoWTaskOnSuccess"]
+        on_failure: list[str] = body["startQSEoWTaskOnFailure"]
+        starter: StartTasks | None = services.extras.get("start_tasks")
+        if (on_success or on_failure) and starter is None:
+            raise FeatureUnavailable(STARTER_MISSING)
+
+        finished = threading.Event()
+        report: dict[str, Any] = {}
+
+        def on_done(outcome: ReloadOutcome) -> None:
+            ids = on_success if outcome.success else on_failure
+            report["outcome"] = outcome
+            report["tasks"] = _start_chain(starter, ids, outcome)
+            finished.set()
+
+        engine.reload_app(app_id, body["reloadMode"], body["partialReload"], on_done)
+        if not call.query.get("wait"):
+            return {"appId": app_id}, 201
+        finished.wait()
+        outcome: ReloadOutcome = report["outcome"]
+        return {
+            "appId": app_id,
+            "reloadResult": outcome.result,
+            "message": outcome.message,
+            "tasksStarted": report["tasks"],
+        }, 201
+
+    def dump_app(call: ApiRequest) -> Any:
+        return _engine(services).dump_app(call.path["appId"]), 200
+
+    def list_apps(call: ApiRequest) -> Any:
+        return _engine(services).list_apps(), 200
+
+    dump_doc = (
+        "Keys, in this order: properties, loadScript, lineage (absent when the Engine cannot "
+        "give it), sheets, stories, masterobjects, appprops, dimensions, measures, bookmarks, "
+        "embeddedmedia, snapshots, fields, dataconnections, variables, appId."
+    )
+    errors = {
+        404: "App not found",
+        502: "Qlik Sense Engine unreachable or refused the call",
+        503: "Butler.configEngine is not configured",
+        504: "Qlik Sense Engine did not answer in time",
+    }
+    endpoints = [
+        Endpoint(
+            enable_key="senseAppReload",
+            method="PUT",
+            rule="/v4/app/<appId>/reload",
+            view=reload_app,
+            summary="Do a stand-alone reload of a Qlik Sense app, without using a task",
+            description=(
+                "Answers 201 {appId} once the app is open and the reload has started; the "
+                "reload continues in the background, then the app is saved and the tasks in "
+                "startQSEoWTaskOnSuccess are started (startQSEoWTaskOnFailure when the reload "
+                "fails). With ?wait=true the answer comes when the reload has finished and "
+                "adds reloadResult (success|failure|aborted), message and tasksStarted "
+                "(task id -> outcome)."
+            ),
+            tag=TAG,
+            query_schema=ReloadQuery,
+            body_schema=ReloadBody,
+            body_example={
+                "reloadMode": 0,
+                "partialReload": True,
+                "startQSEoWTaskOnSuccess": ["09b3c78f-04dd-45e3-a4bf-1b074d6572fa"],
+                "startQSEoWTaskOnFailure": ["eaf1da4f-fd44-4cea-b2de-7b67a6496ee3"],
+            },
+            responses={201: "Reload started (or finished, with ?wait=true)", **errors},
+        ),
+    ]
+    for rule in ("/v4/senseappdump/<appId>", "/v4/app/<appId>/dump"):
+        endpoints.append(
+            Endpoint(
+                enable_key="senseAppDump",
+                method="GET",
+                rule=rule,
+                view=dump_app,
+                summary="Dump a Sense app to JSON",
+                description=dump_doc,
+                tag=TAG,
+                responses={200: "The app as JSON", **errors},
+            )
+        )
+    for rule in ("/v4/senselistapps", "/v4/apps/list"):
+        endpoints.append(
+            Endpoint(
+                enable_key="senseListApps",
+                method="GET",
+                rule=rule,
+                view=list_apps,
+                summary="Get a list of all apps in Sense environment",
+                description="Array of {id, name}, as far as the Engine user may see them.",
+                tag=TAG,
+                responses={200: "Array of apps", **{k: v for k, v in errors.items() if k != 404}},
+            )
+        )
+    return endpoints
