@@ -105,6 +105,8 @@ class MqttService:
             password = None
         self.client_id = client_id or f"butler-{secrets.token_hex(4)}"
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._pending_subscriptions: set[int] = set()
         self._stopping = threading.Event()
         self._started = False
         self._tasks: queue.Queue[bytes | None] = queue.Queue(maxsize=TASK_QUEUE_SIZE)
@@ -134,6 +136,7 @@ class MqttService:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         self._client = client
 
     @property
@@ -143,6 +146,14 @@ class MqttService:
     def wait_connected(self, timeout: float) -> bool:
         """Block until the broker accepted the connection; False on timeout."""
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block until the broker acknowledged every subscription of the current connection.
+
+        Messages published before that are not delivered to Butler, so a caller that must
+        not lose its first task-start message waits for this rather than for the connection.
+        """
+        return self._subscribed.wait(timeout)
 
     def start(self) -> None:
         """Connect in the background; an unreachable broker is retried, never fatal."""
@@ -228,8 +239,23 @@ class MqttService:
             STATUS_TOPIC,
             f"Connected to MQTT broker {self.host}:{self.port} with client ID {self.client_id}",
         )
-        for topic in self._subscriptions():
-            client.subscribe(topic)
+        self._subscribed.clear()
+        topics = self._subscriptions()
+        if not topics:
+            self._subscribed.set()
+        for topic in topics:
+            result, mid = client.subscribe(topic)
+            if result == paho.MQTT_ERR_SUCCESS and mid is not None:
+                self._pending_subscriptions.add(mid)
+
+    def _handle_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        self._pending_subscriptions.discard(mid)
+        if any(code.is_failure for code in reason_codes):
+            log.warning("MQTT broker %s:%s refused a subscription", self.host, self.port)
+        if not self._pending_subscriptions:
+            self._subscribed.set()
 
     def _subscriptions(self) -> list[str]:
         """The root topic, plus the task topic when the root does not cover it."""
@@ -249,6 +275,7 @@ class MqttService:
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         if was_connected and not self._stopping.is_set():
             log.warning(
                 "MQTT connection to %s:%s lost (%s); reconnecting",
