@@ -204,6 +204,8 @@ class _Job:
     task_id: str
     timeline: CronTimeline
     running: bool
+    order: int = 0
+    """Creation order: fires at one instant reach the task starter in file order."""
     next_at: float | None = None
     last_slot: float | None = None
 
@@ -234,6 +236,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._api_lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
+        self._created = 0
         self._heap: list[float] = []
         self._buckets: dict[float, set[str]] = {}
         self._in_flight: set[str] = set()
@@ -412,7 +415,9 @@ class Scheduler:
         return self._decorate(stored)
 
     def _new_job(self, entry: Mapping[str, Any]) -> _Job:
+        self._created += 1
         return _Job(
+            order=self._created,
             schedule_id=str(entry["id"]),
             name=str(entry.get("name", "")),
             task_id=str(entry["qlikSenseTaskId"]).lower(),
@@ -532,6 +537,7 @@ class Scheduler:
                 job.last_slot = instant
                 due_jobs.append(job)
                 fired.setdefault(instant, []).append(sid)
+        due_jobs.sort(key=lambda job: job.order)
         batch = [job for job in due_jobs if job.schedule_id not in self._in_flight]
         if len(batch) < len(due_jobs):
             log.warning(

@@ -58,7 +58,7 @@ class Recorder:
         self.error: BaseException | None = None
         self.gates: dict[str, threading.Event] = {}
         self.entered = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     def __call__(self, task_ids: Sequence[str]) -> dict[str, str]:
         for task_id in task_ids:
@@ -68,9 +68,15 @@ class Recorder:
                 assert gate.wait(10), "test never released the gate"
         with self._lock:
             self.calls.append((self.clock.now(), list(task_ids)))
+            self._lock.notify_all()
         if self.error is not None:
             raise self.error
         return {task_id: self.outcomes.get(task_id, "started") for task_id in task_ids}
+
+    def wait_calls(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until at least ``count`` calls were recorded."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.calls) >= count, timeout)
 
     @property
     def times(self) -> list[datetime]:
