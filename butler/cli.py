@@ -14,6 +14,7 @@ from typing import Any
 
 from butler import __version__
 from butler.config import LOG_LEVELS, Config, ConfigError, load_config
+from butler.outbound import apply_new_relic_cli
 
 log = logging.getLogger("butler")
 
@@ -108,18 +109,14 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if args.api_rate_limit < 0:
             raise ConfigError("--api-rate-limit: must be 0 or more")
         overrides["restServerConfig.rateLimit"] = args.api_rate_limit
-    nr = (args.new_relic_account_name, args.new_relic_api_key, args.new_relic_account_id)
-    if any(nr):
-        names, keys, ids = (list(x or []) for x in nr)
-        if not (len(names) == len(keys) == len(ids)):
-            raise ConfigError(
-                "--new-relic-account-name, --new-relic-api-key and --new-relic-account-id "
-                "must be given together, with the same number of values"
-            )
-        overrides["thirdPartyToolsCredentials.newRelic"] = [
-            {"accountName": n, "insertApiKey": k, "accountId": i}
-            for n, k, i in zip(names, keys, ids, strict=True)
-        ]
+    try:
+        accounts = apply_new_relic_cli(
+            args.new_relic_account_name, args.new_relic_api_key, args.new_relic_account_id
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if accounts:
+        overrides["thirdPartyToolsCredentials.newRelic"] = accounts
     return overrides
 
 

@@ -100,7 +100,10 @@ class TlsSection(_Open):
 class RestServerConfig(_Open):
     enable = ConfigBoolean(load_default=True)
     serverHost = _str(load_default="127.0.0.1")
-    serverPort = _port(load_default=8080)
+    serverPort = _int(
+        validate=validate.Range(0, 65535, error="must be a port number 0-65535 (0 = any free)"),
+        load_default=8080,
+    )
     backgroundServerPort = _port(allow_none=True, load_default=None)
     tls = _nested(TlsSection, load_default=dict)
     threads = _int(validate=validate.Range(1, 512, error="must be 1-512"), load_default=16)

@@ -1,0 +1,145 @@
+"""The ``butler`` command, in-process for the quick paths and as a real process for serving."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from butler.cli import main
+
+ROOT = Path(__file__).parents[2]
+
+
+def write_config(tmp_path, port=8080, extra=""):
+    path = tmp_path / "butler.yaml"
+    path.write_text(
+        "Butler:\n  logLevel: info\n  restServerConfig:\n    enable: true\n"
+        f"    serverHost: 127.0.0.1\n    serverPort: {port}\n"
+        "  restServerEndpointsEnable:\n    butlerping: true\n    base62ToBase16: true\n"
+        "    base16ToBase62: true\n    apiListEnabledEndpoints: true\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_check_config_summarises(tmp_path, capsys):
+    assert main(["check-config", "-c", str(write_config(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "Enabled endpoints: butlerping, base62ToBase16" in out
+    assert "Config OK" in out
+
+
+def test_check_config_from_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BUTLER_CONFIG", str(write_config(tmp_path)))
+    assert main(["check-config"]) == 0
+
+
+def test_broken_config_exits_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("Butler:\n  restServerConfig:\n    serverPort: 80x\n", encoding="utf-8")
+    assert main(["-c", str(path), "check-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == 'Config error: Butler.restServerConfig.serverPort: must be an integer, got "80x"'
+
+
+def test_missing_config_exits_2(capsys, monkeypatch):
+    monkeypatch.delenv("BUTLER_CONFIG", raising=False)
+    assert main(["check-config"]) == 2
+    assert "--configfile" in capsys.readouterr().err
+
+
+def test_new_relic_options_must_match(tmp_path, capsys):
+    code = main(
+        [
+            "check-config",
+            "-c",
+            str(write_config(tmp_path)),
+            "--new-relic-account-name",
+            "a",
+            "b",
+            "--new-relic-api-key",
+            "secret-key",
+            "--new-relic-account-id",
+            "1",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--new-relic-account-name" in err
+    assert "secret-key" not in err
+
+
+def test_openapi_command_prints_enabled_routes(tmp_path, capsys):
+    assert main(["openapi", "-c", str(write_config(tmp_path))]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert set(document["paths"]) == {
+        "/v4/butlerping",
+        "/v4/base62tobase16",
+        "/v4/base16tobase62",
+        "/v4/configfile/endpointsenabled",
+    }
+
+
+def test_openapi_without_config_lists_every_route(capsys, monkeypatch):
+    monkeypatch.delenv("BUTLER_CONFIG", raising=False)
+    assert main(["openapi"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert "/v4/reloadtask/{taskId}/start" in document["paths"]
+    assert "/v4/schedules" in document["paths"]
+
+
+def wait_for_ping(url, process, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"butler exited early: {process.communicate()}")
+        try:
+            return requests.get(f"{url}/v4/butlerping", timeout=1)
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    pytest.fail("butler did not start listening")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path, port)
+    butler = Path(sys.executable).parent / "butler"
+    process = subprocess.Popen(
+        [str(butler), "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        response = wait_for_ping(f"http://127.0.0.1:{port}", process)
+        assert response.json()["response"] == "Butler reporting for duty"
+        override = requests.post(
+            f"http://127.0.0.1:{port}/v4/base62tobase16?base62=6DMW88LpSok9Z7P7hUK0wv7bF",
+            headers={"X-HTTP-Method-Override": "GET"},
+            timeout=5,
+        )
+        assert override.json()["base16"] == "3199af08bfeeaf5d420f27ed9c01e74370077"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert "Butler stopped" in output
+    assert "GET /v4/butlerping from 127.0.0.1 -> 200" in output
