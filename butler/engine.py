@@ -124,7 +124,9 @@ class _WebSocket:
     """A client WebSocket whose ``websockets`` protocol object is driven by its one user.
 
     Only :meth:`abort` may be called from another thread: shutting the socket down wakes a
-    read that is blocked in the owning thread.
+    read that is blocked in the owning thread. While waiting for an answer, a ping goes out
+    after every ``ping_interval`` of silence, so firewalls and the Engine keep an idle
+    session (an hour-long reload) open; a missing pong is not treated as a failure.
     """
 
     def __init__(
@@ -297,8 +299,9 @@ class _Session:
                 self._ws.send(json.dumps(message))
             answers = self._collect(pending, limit)
         except TimeoutError:
+            within = "in time" if limit is None else f"within {limit:g} s"
             raise UpstreamTimeout(
-                f"{self._label} did not answer {_names(pending)} within {limit:g} s"
+                f"{self._label} did not answer {_names(pending)} {within}"
             ) from None
         except (_Closed, OSError, ValueError, WebSocketException):
             raise UpstreamError(
@@ -485,26 +488,33 @@ def _ssl_context(
     ca_cert: Path | None,
     reject_unauthorized: bool,
 ) -> ssl.SSLContext:
+    """Load the certificate files once, at start-up, so a bad path fails early and clearly."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if reject_unauthorized:
-        if ca_cert is not None:
-            context.load_verify_locations(cafile=str(ca_cert))
+    try:
+        if reject_unauthorized:
+            if ca_cert is not None:
+                context.load_verify_locations(cafile=str(ca_cert))
+            else:
+                context.load_default_certs()
         else:
-            context.load_default_certs()
-    else:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if client_cert is not None:
-        context.load_cert_chain(
-            certfile=str(client_cert), keyfile=str(client_key) if client_key else None
-        )
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if client_cert is not None:
+            context.load_cert_chain(
+                certfile=str(client_cert), keyfile=str(client_key) if client_key else None
+            )
+    except OSError as exc:
+        files = f"certificate {client_cert}, key {client_key}, CA {ca_cert}"
+        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+        raise ValueError(f"Engine TLS files could not be loaded ({files}): {reason}") from None
     return context
 
 
 class EngineClient:
     """Talks to one Qlik Sense Engine (``Butler.configEngine``) with Butler's certificate.
 
-    Every operation raises :class:`~butler.errors.ApiError` subclasses: ``UpstreamError``
+    The constructor raises ``ValueError`` when a certificate file cannot be loaded. Every
+    operation raises :class:`~butler.errors.ApiError` subclasses: ``UpstreamError``
     (502) when the Engine is unreachable or refuses, ``UpstreamTimeout`` (504) when it does
     not answer in time, ``NotFound`` (404) for an unknown app. Reloads run in background
     threads owned by the client; :meth:`stop` aborts them.
@@ -523,6 +533,7 @@ class EngineClient:
         connect_timeout: float = 10,
         call_timeout: float = 60,
         reload_timeout: float | None = 6 * 3600,
+        keepalive_interval: float = 20,
     ):
         self._host = host
         self._port = port
@@ -534,6 +545,7 @@ class EngineClient:
         self._connect_timeout = connect_timeout
         self._call_timeout = call_timeout
         self._reload_timeout = reload_timeout
+        self._keepalive_interval = keepalive_interval
         self._label = f"Qlik Sense Engine at {host}:{port}"
         self._lock = threading.Lock()
         self._reloads: dict[threading.Thread, _Session] = {}
@@ -685,6 +697,7 @@ class EngineClient:
                 self._headers,
                 self._connect_timeout,
                 io_timeout=self._call_timeout,
+                ping_interval=self._keepalive_interval,
             )
         except TimeoutError:
             raise UpstreamTimeout(

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 from websockets.sync.server import Server, ServerConnection, serve
 
 from butler.testing.engine_catalogue import SimApp, demo_apps
@@ -129,6 +131,7 @@ class EngineSimulator:
         self._thread: threading.Thread | None = None
         self.reloads: Counter[str] = Counter()
         self.saves: Counter[str] = Counter()
+        self.pings = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -141,6 +144,7 @@ class EngineSimulator:
             ssl=self._ssl,
             max_size=None,
             logger=log,
+            create_connection=_counting_connection(self),
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="engine-simulator", daemon=True
@@ -216,6 +220,17 @@ class EngineSimulator:
         if not found:
             raise TimeoutError(f"Engine simulator did not receive {method} within {timeout} s")
         return found
+
+    def wait_for_pings(self, count: int, timeout: float = 10) -> None:
+        """Block until clients have sent ``count`` WebSocket pings in total."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self.pings >= count, timeout):
+                raise TimeoutError(f"Engine simulator did not receive {count} pings")
+
+    def _record_ping(self) -> None:
+        with self._lock:
+            self.pings += 1
+            self._lock.notify_all()
 
     def _find(self, method: str, app_id: str | None) -> EngineCall | None:
         for call in self._calls:
@@ -553,6 +568,18 @@ _METHODS: dict[tuple[str, str], Callable[[_QixSession, Any, dict[str, Any]], dic
     ("List", "GetLayout"): _QixSession._list_get_layout,
     ("List", "GetProperties"): _QixSession._list_get_properties,
 }
+
+
+def _counting_connection(sim: EngineSimulator) -> type[ServerConnection]:
+    """A connection class that tells ``sim`` about every ping a client sends."""
+
+    class CountingConnection(ServerConnection):
+        def process_event(self, event: Event) -> None:
+            if isinstance(event, Frame) and event.opcode is Opcode.PING:
+                sim._record_ping()
+            super().process_event(event)
+
+    return CountingConnection
 
 
 def _list_item(prop: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import queue
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -362,3 +363,28 @@ def test_messages_larger_than_one_mebibyte_are_accepted(engine_certs: CertPaths)
         dump = make_engine_client(simulator.port, engine_certs).dump_app("big-script")
 
     assert dump["loadScript"] == script
+
+
+def test_missing_certificate_file_fails_at_construction(
+    engine_certs: CertPaths, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.pem"
+
+    with pytest.raises(ValueError, match=r"Engine TLS files could not be loaded.*nope\.pem"):
+        make_engine_client(1, engine_certs, client_cert=missing)
+
+
+def test_long_reload_keeps_the_session_alive_with_pings(
+    engine_simulator: EngineSimulator, engine_certs: CertPaths
+) -> None:
+    client = make_engine_client(engine_simulator.port, engine_certs, keepalive_interval=0.02)
+    outcomes = Outcomes()
+    try:
+        client.reload_app(BIG, on_done=outcomes)
+        engine_simulator.wait_for_call("DoReload", app_id=BIG)
+        engine_simulator.wait_for_pings(3)
+        engine_simulator.release_reload(BIG)
+
+        assert outcomes.next().result == "success"
+    finally:
+        client.stop()
