@@ -1,0 +1,339 @@
+"""The scheduler REST API over real sockets: seed 004's flow and every error case."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from ruamel.yaml import YAML
+
+from butler.app import create_app
+from butler.schedule_store import ScheduleStore
+from butler.scheduler import Scheduler
+from butler.services import Services
+from tests.conftest import QLIK_PLACEHOLDERS
+from tests.scheduler.conftest import START, TASK_A, TEMPLATE, Recorder, step
+from tests.scheduler.fake_clock import FakeClock
+
+JSON = "application/json"
+ALL_SCHEDULER_KEYS = {
+    "createNewSchedule": True,
+    "getSchedule": True,
+    "getScheduleStatusAll": True,
+    "updateSchedule": True,
+    "deleteSchedule": True,
+    "startSchedule": True,
+    "stopSchedule": True,
+}
+NEW = {
+    "timezone": "Europe/Stockholm",
+    "tags": ["tag 1", "abc 123 åäö"],
+    "qlikSenseTaskId": "0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b",
+    "name": "Every 5 sec",
+    "cronSchedule": "*/5 * * * * *",
+    "startupState": "started",
+}
+TEMPLATE_IDS = ["task-1", "task-2", "Manually-added-schedule-1"]
+
+
+@dataclass
+class Api:
+    url: str
+    scheduler: Scheduler
+    clock: FakeClock
+    recorder: Recorder
+    file: Path
+    session: requests.Session
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.request(method, f"{self.url}{path}", timeout=10, **kwargs)
+
+
+def serve(
+    make_config: Callable[..., Any],
+    live_server: Callable[..., str],
+    scheduler: Scheduler | None,
+    keys: dict[str, bool] | None = None,
+) -> str:
+    config = make_config(
+        {
+            **QLIK_PLACEHOLDERS,
+            "scheduler": {"enable": scheduler is not None, "configfile": "schedule.yaml"},
+            "restServerEndpointsEnable": {"scheduler": keys or ALL_SCHEDULER_KEYS},
+        }
+    )
+    return live_server(create_app(config, Services(config=config, scheduler=scheduler)))
+
+
+@pytest.fixture
+def api(
+    tmp_path: Path, make_config: Callable[..., Any], live_server: Callable[..., str]
+) -> Iterator[Api]:
+    path = tmp_path / "schedule.yaml"
+    shutil.copyfile(TEMPLATE, path)
+    clock = FakeClock(START)
+    recorder = Recorder(clock)
+    scheduler = Scheduler(ScheduleStore(path), recorder, clock=clock)
+    scheduler.start()
+    clock.settle()
+    url = serve(make_config, live_server, scheduler)
+    with requests.Session() as session:
+        yield Api(url, scheduler, clock, recorder, path, session)
+    scheduler.stop()
+
+
+def assert_error(response: requests.Response, status: int, message: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith(JSON)
+    body = response.json()
+    assert body["statusCode"] == status
+    assert message in body["message"]
+
+
+def without_runtime(schedule: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in schedule.items() if k not in ("nextRun", "lastRun", "lastResult")}
+
+
+def test_seed_004_list_get_add_stop_start(api: Api) -> None:
+    listed = api.call("GET", "/v4/schedules")
+    assert listed.status_code == 200 and listed.headers["Content-Type"].startswith(JSON)
+    schedules = listed.json()
+    assert [s["id"] for s in schedules] == TEMPLATE_IDS
+    first = schedules[0]
+    assert without_runtime(first) == {
+        "id": "task-1",
+        "name": "Every 30 sec",
+        "cronSchedule": "*/30 * * * * *",
+        "timezone": "Europe/Stockholm",
+        "qlikSenseTaskId": TASK_A,
+        "startupState": "started",
+        "tags": ["Sales", "abc 123 åäö", "Transform"],
+        "lastKnownState": "started",
+    }
+    assert first["nextRun"] == "2024-01-15T12:00:30.000Z"
+    assert first["lastRun"] is None and first["lastResult"] is None
+
+    one = api.call("GET", "/v4/schedules", params={"id": "Manually-added-schedule-1"})
+    assert one.status_code == 200
+    assert one.json()["cronSchedule"] == "0-30/5 6-18 * * 1-5"
+    assert one.json()["timezone"] == "Europe/Paris"
+
+    created = api.call("POST", "/v4/schedules", json=NEW)
+    assert created.status_code == 201 and created.headers["Content-Type"].startswith(JSON)
+    body = created.json()
+    assert {k: body[k] for k in NEW} == NEW
+    assert body["created"] == "2024-01-15T12:00:00.000Z"
+    assert body["lastKnownState"] == "started"
+    new_id = body["id"]
+    assert len(new_id) == 36
+
+    stopped = api.call("PUT", f"/v4/schedules/{new_id}/stop")
+    assert stopped.status_code == 200
+    assert [s["lastKnownState"] for s in stopped.json()] == ["stopped"]
+    got = api.call("GET", "/v4/schedules", params={"id": new_id}).json()
+    assert got["lastKnownState"] == "stopped" and got["nextRun"] is None
+
+    started = api.call("PUT", f"/v4/schedules/{new_id}/start")
+    assert started.status_code == 200
+    assert [s["id"] for s in started.json()] == [new_id]
+    got = api.call("GET", "/v4/schedules", params={"id": new_id}).json()
+    assert got["lastKnownState"] == "started"
+    assert got["nextRun"] == "2024-01-15T12:00:05.000Z"
+
+    on_disk = YAML(typ="safe", pure=True).load(api.file.read_text(encoding="utf-8"))
+    assert [e["id"] for e in on_disk["butlerSchedule"]] == [*TEMPLATE_IDS, new_id]
+    assert "# A six-field expression" in api.file.read_text(encoding="utf-8")
+
+
+def test_fires_show_up_as_last_run_and_result(api: Api) -> None:
+    api.recorder.outcomes[TASK_A] = "notFound"
+    step(api.clock, api.scheduler, 30)
+    got = api.call("GET", "/v4/schedules", params={"id": "task-1"}).json()
+    assert got["lastRun"] == "2024-01-15T12:00:30.000Z"
+    assert got["lastResult"] == "notFound"
+    assert got["nextRun"] == "2024-01-15T12:01:00.000Z"
+
+
+def test_update_changes_fields_and_keeps_the_rest(api: Api) -> None:
+    response = api.call(
+        "PUT", "/v4/schedules/task-2", json={"cronSchedule": "0 7 * * 1-5", "tags": "One"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["cronSchedule"] == "0 7 * * 1-5" and body["tags"] == ["One"]
+    assert body["name"] == "Every 2 hours on top of the hour"
+    assert body["nextRun"] == "2024-01-16T07:00:00.000Z"
+    assert ScheduleStore(api.file).get("task-2") is not None
+
+
+def test_delete_answers_204_and_the_schedule_is_gone(api: Api) -> None:
+    response = api.call("DELETE", "/v4/schedules/task-2")
+    assert response.status_code == 204 and response.content == b""
+    assert_error(api.call("GET", "/v4/schedules", params={"id": "task-2"}), 404, "task-2")
+    assert ScheduleStore(api.file).ids() == ["task-1", "Manually-added-schedule-1"]
+
+
+def test_startall_and_stopall_are_not_taken_for_ids(api: Api) -> None:
+    stopped = api.call("PUT", "/v4/schedules/stopall")
+    assert stopped.status_code == 200
+    assert [(s["id"], s["lastKnownState"]) for s in stopped.json()] == [
+        (sid, "stopped") for sid in TEMPLATE_IDS
+    ]
+    started = api.call("PUT", "/v4/schedules/startall")
+    assert started.status_code == 200
+    assert {s["lastKnownState"] for s in started.json()} == {"started"}
+
+
+def test_status_is_plain_text(api: Api) -> None:
+    api.call("PUT", "/v4/schedules/task-2/stop")
+    response = api.call("GET", "/v4/schedules/status")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.text == (
+        "{\n"
+        "'task-1': */30 * * * * * status: Running\n"
+        "'task-2': 0 */2 * * * status: Stopped\n"
+        "'Manually-added-schedule-1': 0-30/5 6-18 * * 1-5 status: Running\n"
+        "}"
+    )
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/v4/schedules?id=nope"),
+        ("PUT", "/v4/schedules/nope"),
+        ("DELETE", "/v4/schedules/nope"),
+        ("PUT", "/v4/schedules/nope/start"),
+        ("PUT", "/v4/schedules/nope/stop"),
+    ],
+)
+def test_unknown_ids_answer_404(api: Api, method: str, path: str) -> None:
+    kwargs = {"json": {"name": "x"}} if method == "PUT" and path.count("/") == 3 else {}
+    assert_error(api.call(method, path, **kwargs), 404, "Schedule ID nope not found")
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"cronSchedule": "61 * * * *"}, "body/cronSchedule is not a valid cron expression"),
+        ({"cronSchedule": "* * *"}, "body/cronSchedule must have 5 or 6 fields"),
+        ({"cronSchedule": {"x": 1}}, "body/cronSchedule must be string"),
+        ({"timezone": "Europe/Atlantis"}, "body/timezone is not a known IANA time zone"),
+        ({"qlikSenseTaskId": "abc"}, "body/qlikSenseTaskId must be a GUID"),
+        ({"startupState": "running"}, "body/startupState must be equal to one of"),
+        ({"tags": {"a": 1}}, "body/tags"),
+        ({"name": {"a": 1}}, "body/name must be string"),
+        ({"name": None}, "body/name"),
+    ],
+)
+def test_invalid_fields_answer_400_naming_the_field(
+    api: Api, change: dict[str, Any], message: str
+) -> None:
+    assert_error(api.call("POST", "/v4/schedules", json={**NEW, **change}), 400, message)
+    assert_error(api.call("PUT", "/v4/schedules/task-1", json=change), 400, message)
+    assert [s["id"] for s in api.call("GET", "/v4/schedules").json()] == TEMPLATE_IDS
+
+
+@pytest.mark.parametrize("field", ["name", "cronSchedule", "timezone", "qlikSenseTaskId"])
+def test_missing_required_fields_answer_400(api: Api, field: str) -> None:
+    body = {k: v for k, v in NEW.items() if k != field}
+    assert_error(api.call("POST", "/v4/schedules", json=body), 400, f"required property '{field}'")
+
+
+def test_a_body_that_is_not_an_object_answers_400(api: Api) -> None:
+    assert_error(api.call("POST", "/v4/schedules", json=[NEW]), 400, "body must be object")
+
+
+def test_upper_case_task_ids_are_accepted_and_started_in_lower_case(api: Api) -> None:
+    body = {**NEW, "qlikSenseTaskId": TASK_A.upper(), "cronSchedule": "*/1 * * * * *"}
+    created = api.call("POST", "/v4/schedules", json=body)
+    assert created.status_code == 201
+    step(api.clock, api.scheduler, 1)
+    assert api.recorder.calls[-1][1] == [TASK_A]
+
+
+def test_numeric_ids_in_a_hand_written_file_are_addressable(
+    tmp_path: Path, make_config: Callable[..., Any], live_server: Callable[..., str]
+) -> None:
+    path = tmp_path / "schedule.yaml"
+    path.write_text(
+        "butlerSchedule:\n"
+        "  - id: 42\n"
+        "    name: Numbered\n"
+        "    cronSchedule: 0 7 * * *\n"
+        "    timezone: UTC\n"
+        f"    qlikSenseTaskId: {TASK_A}\n"
+        "    startupState: stopped\n",
+        encoding="utf-8",
+    )
+    clock = FakeClock(START)
+    scheduler = Scheduler(ScheduleStore(path), Recorder(clock), clock=clock)
+    url = serve(make_config, live_server, scheduler)
+    got = requests.get(f"{url}/v4/schedules", params={"id": "42"}, timeout=10)
+    assert got.status_code == 200 and got.json()["id"] == "42"
+    started = requests.put(f"{url}/v4/schedules/42/start", timeout=10)
+    assert started.json()[0]["nextRun"] == "2024-01-16T07:00:00.000Z"
+
+
+ROUTES = [
+    ("GET", "/v4/schedules"),
+    ("POST", "/v4/schedules"),
+    ("PUT", "/v4/schedules/x"),
+    ("DELETE", "/v4/schedules/x"),
+    ("PUT", "/v4/schedules/x/start"),
+    ("PUT", "/v4/schedules/x/stop"),
+    ("PUT", "/v4/schedules/startall"),
+    ("PUT", "/v4/schedules/stopall"),
+    ("GET", "/v4/schedules/status"),
+]
+
+
+def test_with_the_scheduler_disabled_every_route_answers_503(
+    make_config: Callable[..., Any], live_server: Callable[..., str]
+) -> None:
+    url = serve(make_config, live_server, None)
+    for method, path in ROUTES:
+        body = NEW if (method, path) in ROUTES[1:3] else None
+        response = requests.request(method, f"{url}{path}", json=body, timeout=10)
+        assert_error(response, 503, "Butler.scheduler.enable")
+
+
+def test_routes_whose_key_is_off_are_absent(
+    tmp_path: Path, make_config: Callable[..., Any], live_server: Callable[..., str]
+) -> None:
+    clock = FakeClock(START)
+    scheduler = Scheduler(ScheduleStore(tmp_path / "s.yaml"), Recorder(clock), clock=clock)
+    url = serve(make_config, live_server, scheduler, keys={"getSchedule": True})
+    assert requests.get(f"{url}/v4/schedules", timeout=10).json() == []
+    for method, path in ROUTES[1:]:
+        response = requests.request(method, f"{url}{path}", json=NEW, timeout=10)
+        assert_error(response, 404, "not found")
+
+
+def test_concurrent_creates_over_http_are_all_stored(api: Api) -> None:
+    ids: list[str] = []
+    failures: list[int] = []
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(10):
+                response = session.post(f"{api.url}/v4/schedules", json=NEW, timeout=30)
+                if response.status_code == 201:
+                    ids.append(response.json()["id"])
+                else:
+                    failures.append(response.status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == [] and len(set(ids)) == 60
+    assert sorted(ScheduleStore(api.file).ids()) == sorted([*TEMPLATE_IDS, *ids])
