@@ -1,0 +1,139 @@
+"""HTTP benchmark: requests/s and latency of ping and base conversion, plus server RSS.
+
+Starts ``butler`` as a real process on a free loopback port and loads it with wrk (installed
+with apt-get when missing and possible). Prints a Markdown table. Loopback only; every run is
+bounded in time.
+
+    python scripts/bench_http.py [--duration 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+CONFIG = """\
+Butler:
+  logLevel: {loglevel}
+  restServerConfig:
+    enable: true
+    serverHost: 127.0.0.1
+    serverPort: {port}
+    threads: {threads}
+  restServerEndpointsEnable:
+    butlerping: true
+    base62ToBase16: true
+    base16ToBase62: true
+"""
+
+TARGETS = {
+    "GET /v4/butlerping": "/v4/butlerping",
+    "GET /v4/base62tobase16": "/v4/base62tobase16?base62=6DMW88LpSok9Z7P7hUK0wv7bF",
+}
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk is needed: apt-get install wrk")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(wrk: str, url: str, clients: int, duration: int) -> tuple[float, float, float]:
+    out = subprocess.run(
+        [wrk, "-t", str(min(clients, 2)), "-c", str(clients), "-d", f"{duration}s", "--latency", url],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    if "Non-2xx" in out or "Socket errors" in out:
+        print(out, file=sys.stderr)
+    return rps, p50, p99
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--threads", type=int, default=16, help="server worker threads")
+    parser.add_argument("--loglevel", default="warn", help="server log level (info logs each call)")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    config = workdir / "butler.yaml"
+    config.write_text(CONFIG.format(port=port, threads=args.threads, loglevel=args.loglevel))
+    butler = Path(sys.executable).parent / "butler"
+    server = subprocess.Popen(
+        [str(butler), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(f"{base}/v4/butlerping", timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    sys.exit("butler did not start")
+                time.sleep(0.1)
+        time.sleep(1)
+        idle = rss_mb(server.pid)
+        rows = []
+        for label, path in TARGETS.items():
+            for clients in (1, 16):
+                rps, p50, p99 = run_wrk(wrk, base + path, clients, args.duration)
+                rows.append((label, clients, rps, p50, p99))
+        loaded = rss_mb(server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nbutler {args.threads} threads, log level {args.loglevel}, {args.duration} s per row")
+    print("| endpoint | clients | req/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|")
+    for label, clients, rps, p50, p99 in rows:
+        print(f"| {label} | {clients} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |")
+    print(f"\nServer RSS: idle {idle:.1f} MB, after load {loaded:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
