@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 from flask import Flask, Response, g, request
-from marshmallow import Schema, ValidationError
+from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from butler.endpoints import ApiRequest, Endpoint
@@ -188,7 +188,8 @@ def _validated_query(schema: Schema | None) -> Mapping[str, Any]:
             raise ValidationFailed(f"querystring/{key} must be given once")
         flat[key] = values[0]
     try:
-        return schema.load(flat)
+        # Unknown query parameters are ignored, as the original did.
+        return schema.load(flat, unknown=EXCLUDE)
     except ValidationError as exc:
         raise ValidationFailed(_describe("querystring", exc.messages)) from None
 

@@ -8,6 +8,8 @@ settings themselves.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,37 +32,48 @@ def _cert_paths(config: Config) -> tuple[Path, Path, Path | None]:
     )
 
 
+@contextmanager
+def _certificate_errors_as_config_errors(section: str) -> Iterator[None]:
+    """A missing or unreadable certificate stops start-up with the config keys to check."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Butler.cert (used by Butler.{section}): {exc}") from None
+
+
 def build_qrs(config: Config) -> Any:
     from butler.qrs import QrsClient
 
     cert, key, ca = _cert_paths(config)
-    return QrsClient(
-        host=config.get("configQRS.host"),
-        port=int(config.get("configQRS.port", 4242)),
-        use_ssl=config.get("configQRS.useSSL", True) is True,
-        client_cert=cert,
-        client_key=key,
-        ca_cert=ca,
-        reject_unauthorized=config.get("configQRS.rejectUnauthorized") is True,
-        static_headers=_static_headers(config, "configQRS"),
-        read_timeout=float(config.get("configQRS.timeout", 30.0)),
-    )
+    with _certificate_errors_as_config_errors("configQRS"):
+        return QrsClient(
+            host=config.get("configQRS.host"),
+            port=int(config.get("configQRS.port", 4242)),
+            use_ssl=config.get("configQRS.useSSL", True) is True,
+            client_cert=cert,
+            client_key=key,
+            ca_cert=ca,
+            reject_unauthorized=config.get("configQRS.rejectUnauthorized") is True,
+            static_headers=_static_headers(config, "configQRS"),
+            read_timeout=float(config.get("configQRS.timeout", 30.0)),
+        )
 
 
 def build_engine(config: Config) -> Any:
     from butler.engine import EngineClient
 
     cert, key, ca = _cert_paths(config)
-    return EngineClient(
-        host=config.get("configEngine.host"),
-        port=int(config.get("configEngine.port", 4747)),
-        use_ssl=config.get("configEngine.useSSL", True) is True,
-        client_cert=cert,
-        client_key=key,
-        ca_cert=ca,
-        reject_unauthorized=config.get("configEngine.rejectUnauthorized") is True,
-        static_headers=dict(_static_headers(config, "configEngine")),
-    )
+    with _certificate_errors_as_config_errors("configEngine"):
+        return EngineClient(
+            host=config.get("configEngine.host"),
+            port=int(config.get("configEngine.port", 4747)),
+            use_ssl=config.get("configEngine.useSSL", True) is True,
+            client_cert=cert,
+            client_key=key,
+            ca_cert=ca,
+            reject_unauthorized=config.get("configEngine.rejectUnauthorized") is True,
+            static_headers=dict(_static_headers(config, "configEngine")),
+        )
 
 
 def build_kv_store(config: Config) -> Any:

@@ -174,11 +174,16 @@ class QrsClient:
             raise self._unexpected("GET", "/about", data)
         return data
 
-    def get_tasks(self, filter: str | None = None) -> list[dict[str, Any]]:
-        """``GET /qrs/task/full`` with an optional QRS filter expression."""
-        data = self._json("GET", "/task/full", filter=filter)
+    def get_tasks(self, filter: str | None = None, *, full: bool = True) -> list[dict[str, Any]]:
+        """``GET /qrs/task/full`` (or the condensed ``/qrs/task``) with an optional filter.
+
+        The condensed form carries id and name only, which is all a lookup for starting
+        needs; it is several times smaller to send and parse for large result sets.
+        """
+        path = "/task/full" if full else "/task"
+        data = self._json("GET", path, filter=filter)
         if not isinstance(data, list):
-            raise self._unexpected("GET", "/task/full", data)
+            raise self._unexpected("GET", path, data)
         return data
 
     def find_tasks_by_ids(self, ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -190,12 +195,14 @@ class QrsClient:
         unique = _guids(ids)
         found: list[dict[str, Any]] = []
         for chunk in _chunks(unique):
-            found.extend(self.get_tasks(" or ".join(f"id eq {task_id}" for task_id in chunk)))
+            found.extend(
+                self.get_tasks(" or ".join(f"id eq {task_id}" for task_id in chunk), full=False)
+            )
         return found
 
     def find_tasks_by_tag(self, tag: str) -> list[dict[str, Any]]:
         """Tasks carrying ``tag`` (QRS compares names case-insensitively)."""
-        return self.get_tasks(f"tags.name eq {quote_filter_value(str(tag))}")
+        return self.get_tasks(f"tags.name eq {quote_filter_value(str(tag))}", full=False)
 
     def find_tasks_by_custom_property(self, name: str, value: str) -> list[dict[str, Any]]:
         """Tasks whose custom property ``name`` has ``value``.

@@ -72,9 +72,11 @@ class StartFilter:
 
 @dataclass(frozen=True)
 class KvItem:
+    """A ``keyvaluestore`` item; the store turns non-string values into JSON text."""
+
     namespace: str
     key: str
-    value: str
+    value: Any
     ttl: Any = None
 
 
@@ -350,9 +352,7 @@ def _kv_item(payload: Mapping[str, Any], where: str) -> KvItem:
     key = _text(payload.get("key"), f"{where}/key")
     if "value" not in payload or payload["value"] is None:
         raise BadRequest(f"{where}/value is required for a keyvaluestore item")
-    value = payload["value"]
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return KvItem(namespace, key, text, payload.get("ttl"))
+    return KvItem(namespace, key, payload["value"], payload.get("ttl"))
 
 
 def _cp_pair(cp: Any, where: str) -> tuple[str, str]:

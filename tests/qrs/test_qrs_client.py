@@ -108,7 +108,7 @@ def test_find_tasks_by_ids_is_one_request(
     found = qrs_client.find_tasks_by_ids([APP1, APP2.upper(), UNKNOWN, APP1, APP3])
     assert sorted(task["id"] for task in found) == sorted([APP1, APP2, APP3])
     (record,) = qrs_simulator.requests()
-    assert record.path == "/qrs/task/full"
+    assert record.path == "/qrs/task"
     assert record.query["filter"] == (
         f"id eq {APP1} or id eq {APP2} or id eq {UNKNOWN} or id eq {APP3}"
     )
@@ -219,7 +219,7 @@ def test_start_task(qrs_client: QrsClient, qrs_simulator: QrsSimulator) -> None:
 def test_http_500_is_a_502_without_qrs_body_in_the_message(
     qrs_client: QrsClient, qrs_simulator: QrsSimulator
 ) -> None:
-    qrs_simulator.add_fault("/qrs/task/full", status=500, body="stack trace with internals")
+    qrs_simulator.add_fault("/qrs/task", status=500, body="stack trace with internals")
     with pytest.raises(QrsHttpError) as caught:
         qrs_client.find_tasks_by_tag("startTask1")
     error = caught.value

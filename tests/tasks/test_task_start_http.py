@@ -283,7 +283,7 @@ def test_filter_denies_per_kind(butler, qrs_simulator):
 
 def test_qrs_500_during_lookup_is_502_nothing_started(butler, qrs_simulator):
     url, _ = butler()
-    qrs_simulator.add_fault("/qrs/task/full", status=500)
+    qrs_simulator.add_fault("/qrs/task", status=500)
     response = requests.put(
         f"{url}/v4/reloadtask/{APP1}/start",
         json=[{"type": "starttasktag", "payload": {"tag": "startTask1"}}],
