@@ -84,6 +84,41 @@ def call(session: requests.Session, url: str, body: object, expected: int) -> fl
     return elapsed
 
 
+def measure(
+    simulator: QrsSimulator, url: str, body: object, size: int, args: argparse.Namespace
+) -> tuple[float, float, float, float, float, float]:
+    """Median/p99 ms and req/s at 1 client, req/s at 16, QRS requests and new TLS per call."""
+    session = requests.Session()
+    for _ in range(3):
+        call(session, url, body, size)
+    simulator.reset_log()
+    connections_before = simulator.new_connections
+    started = time.perf_counter()
+    times = sorted(call(session, url, body, size) for _ in range(args.requests))
+    wall = time.perf_counter() - started
+    qrs_calls = len(simulator.requests()) / args.requests
+    new_tls = (simulator.new_connections - connections_before) / args.requests
+
+    clients, per_client = 16, max(2, args.requests // 4)
+
+    def client_run(client_session: requests.Session) -> None:
+        for _ in range(per_client):
+            call(client_session, url, body, size)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client_run, [requests.Session() for _ in range(clients)]))
+    wall16 = time.perf_counter() - started
+    return (
+        statistics.median(times) * 1000,
+        times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+        args.requests / wall,
+        clients * per_client / wall16,
+        qrs_calls,
+        new_tls,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=40, help="API calls per measurement")
@@ -136,43 +171,8 @@ def main() -> None:
                             ]
                         else:
                             body = [{"type": "starttasktag", "payload": {"tag": f"bench-{size}"}}]
-                        session = requests.Session()
-                        for _ in range(3):
-                            call(session, base, body, size)
-                        simulator.reset_log()
-                        connections_before = simulator.new_connections
-                        started = time.perf_counter()
-                        times = [call(session, base, body, size) for _ in range(args.requests)]
-                        wall = time.perf_counter() - started
-                        qrs_calls = len(simulator.requests()) / args.requests
-                        new_tls = (simulator.new_connections - connections_before) / args.requests
-                        clients = 16
-                        per_client = max(2, args.requests // 4)
-                        sessions = [requests.Session() for _ in range(clients)]
-                        started = time.perf_counter()
-                        with ThreadPoolExecutor(clients) as pool:
-                            list(
-                                pool.map(
-                                    lambda s: [
-                                        call(s, base, body, size) for _ in range(per_client)
-                                    ],
-                                    sessions,
-                                )
-                            )
-                        wall16 = time.perf_counter() - started
-                        times.sort()
                         rows.append(
-                            (
-                                latency_ms,
-                                size,
-                                mode,
-                                statistics.median(times) * 1000,
-                                times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
-                                args.requests / wall,
-                                clients * per_client / wall16,
-                                qrs_calls,
-                                new_tls,
-                            )
+                            (latency_ms, size, mode, *measure(simulator, base, body, size, args))
                         )
         finally:
             butler.send_signal(signal.SIGTERM)
