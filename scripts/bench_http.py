@@ -75,7 +75,17 @@ def to_ms(text: str) -> float:
 
 def run_wrk(wrk: str, url: str, clients: int, duration: int) -> tuple[float, float, float]:
     out = subprocess.run(
-        [wrk, "-t", str(min(clients, 2)), "-c", str(clients), "-d", f"{duration}s", "--latency", url],
+        [
+            wrk,
+            "-t",
+            str(min(clients, 2)),
+            "-c",
+            str(clients),
+            "-d",
+            f"{duration}s",
+            "--latency",
+            url,
+        ],
         check=True,
         capture_output=True,
         text=True,
