@@ -179,7 +179,7 @@ def serve(config: Config, on_ready: Callable[[str, Callable[[], None]], None] | 
     ``on_ready`` is called with the listening URL and a function that stops the service
     (the demo prints its curl lines there, and its smoke mode stops right away).
     """
-    from butler.app import create_app, public_url
+    from butler.app import create_app
     from butler.lifecycle import build_services
     from butler.logging_setup import configure_logging
     from butler.server import TlsFiles, build_server
@@ -230,9 +230,9 @@ def serve(config: Config, on_ready: Callable[[str, Callable[[], None]], None] | 
     signal.signal(signal.SIGTERM, stop)
     if hasattr(signal, "SIGBREAK"):
         signal.signal(signal.SIGBREAK, stop)
-    log.info(
-        "Butler REST API listening on %s (docs at %s/documentation)", server.url, public_url(config)
-    )
+    log.info("Butler REST API listening on %s (docs at %s/documentation)", server.url, server.url)
+    if on_ready is not None:
+        on_ready(server.url, lambda: stop(signal.SIGTERM, None))
     try:
         server.serve_forever()
     finally:

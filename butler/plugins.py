@@ -30,13 +30,7 @@ def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("butler")
     pm.add_hookspecs(hookspecs)
     for name in BUILTIN_PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        pm.register(module, name)
+        pm.register(importlib.import_module(name), name)
     if load_entry_points:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     return pm
