@@ -158,16 +158,12 @@ def _print_openapi(config: Config | None) -> int:
     from butler.openapi import build_openapi
 
     if config is None:
-        from butler.config import ENDPOINT_KEYS
+        from butler.config import endpoint_enable_map
 
-        enable: dict[str, Any] = {}
-        for key in ENDPOINT_KEYS:
-            node = enable
-            *groups, leaf = key.split(".")
-            for group in groups:
-                node = node.setdefault(group, {})
-            node[leaf] = True
-        config = Config({"restServerEndpointsEnable": enable, "restServerConfig": {}}, Path.cwd())
+        config = Config(
+            {"restServerEndpointsEnable": endpoint_enable_map(True), "restServerConfig": {}},
+            Path.cwd(),
+        )
     app = create_app(config)
     print(json.dumps(build_openapi(mounted_endpoints(app)), indent=2, ensure_ascii=False))
     return 0

@@ -54,6 +54,19 @@ ENDPOINT_KEYS: tuple[str, ...] = (
 )
 """Every ``restServerEndpointsEnable`` key, dotted for nested groups, in template order."""
 
+
+def endpoint_enable_map(value: bool) -> dict[str, Any]:
+    """A ``restServerEndpointsEnable`` mapping with every key set to ``value``."""
+    tree: dict[str, Any] = {}
+    for key in ENDPOINT_KEYS:
+        node = tree
+        *groups, leaf = key.split(".")
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+    return tree
+
+
 LOG_LEVELS = ("silly", "debug", "verbose", "info", "warn", "error")
 
 

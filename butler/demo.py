@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from ruamel.yaml import YAML
 
-from butler.config import ENDPOINT_KEYS, ConfigError, load_config
+from butler.config import ConfigError, endpoint_enable_map, load_config
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +66,6 @@ ALLOWED_TASK_IDS = [
 ]
 
 
-def _enable_all() -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key in ENDPOINT_KEYS:
-        node = tree
-        *groups, leaf = key.split(".")
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[leaf] = True
-    return tree
-
-
 def demo_config(workdir: Path, port: int, qrs_port: int, engine_port: int | None) -> dict[str, Any]:
     """The ``Butler:`` mapping the demo runs with (written to ``butler-demo.yaml``)."""
     data = workdir / "data"
@@ -88,7 +77,7 @@ def demo_config(workdir: Path, port: int, qrs_port: int, engine_port: int | None
     butler: dict[str, Any] = {
         "logLevel": "info",
         "restServerConfig": {"enable": True, "serverHost": "127.0.0.1", "serverPort": port},
-        "restServerEndpointsEnable": _enable_all(),
+        "restServerEndpointsEnable": endpoint_enable_map(True),
         "keyValueStore": {"persistence": "sqlite", "dbFile": "butler-kv.sqlite"},
         "scheduler": {"enable": True, "configfile": "schedule.yaml"},
         "startTaskFilter": {

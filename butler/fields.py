@@ -15,6 +15,11 @@ _TRUE = frozenset({"true"})
 _FALSE = frozenset({"false"})
 
 
+def _unwrap(value: Any) -> Any:
+    """A one-element list stands for its element, as the original's validator allowed."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
 def coerce_bool(value: Any) -> bool:
     """Accept JSON booleans, 1/0 and the texts true/false in any case; refuse the rest."""
     if isinstance(value, bool):
@@ -36,9 +41,7 @@ class LoadScriptBoolean(fields.Field):
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> bool:
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
-        return coerce_bool(value)
+        return coerce_bool(_unwrap(value))
 
 
 class LoadScriptString(fields.String):
@@ -47,8 +50,7 @@ class LoadScriptString(fields.String):
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> Any:
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
+        value = _unwrap(value)
         if isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, int | float):
@@ -62,8 +64,7 @@ class LoadScriptNumber(fields.Float):
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> Any:
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
+        value = _unwrap(value)
         if isinstance(value, bool):
             raise ValidationError("must be number")
         if isinstance(value, str):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from butler.config import ENDPOINT_KEYS, Config
+from butler.config import Config, endpoint_enable_map
 from butler.server import ServerHandle, TlsFiles, build_server
 from tests.fixtures.qrs import qrs_certs, qrs_client, qrs_simulator
 
@@ -19,14 +19,7 @@ __all__ = ["qrs_certs", "qrs_client", "qrs_simulator"]
 
 def all_endpoints(value: bool) -> dict[str, Any]:
     """A ``restServerEndpointsEnable`` map with every key set to ``value``."""
-    tree: dict[str, Any] = {}
-    for key in ENDPOINT_KEYS:
-        node = tree
-        *groups, leaf = key.split(".")
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[leaf] = value
-    return tree
+    return endpoint_enable_map(value)
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
