@@ -39,6 +39,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from butler.config import ConfigError
+from butler.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -554,7 +555,13 @@ class ScheduleStore:
         self._entries: list[MutableMapping[str, Any]] = self._root[ROOT_KEY]
         self._by_id: dict[str, MutableMapping[str, Any]] = {}
         self._runs: dict[str, RunState] = {}
-        self._state_dirty = False
+        self._fragments: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        self._stale: set[str] = set()
+        """Loaded but not yet rendered: rendered at the next write, no reason for one."""
+        self._layout_changed = False
+        self._stamp: tuple[int, int] | None = None
+        """mtime and size of the file as Butler last read or wrote it."""
         self._load()
         self._load_state()
 
@@ -649,8 +656,9 @@ class ScheduleStore:
                 self._by_id = {schedule_id_text(e.get("id")) or "": e for e in self._entries}
                 raise
         with self._state_lock:
-            if self._runs.pop(schedule_id, None) is not None:
-                self._state_dirty = True
+            self._runs.pop(schedule_id, None)
+            if self._fragments.pop(schedule_id, None) is not None:
+                self._layout_changed = True
 
     # runtime state
 
@@ -660,40 +668,67 @@ class ScheduleStore:
             return RunState(**vars(state)) if state is not None else RunState()
 
     def record_fires(self, schedule_ids: Iterable[str], slot: float) -> None:
+        """Note the slot handed to the task starter (before its answer is known)."""
         with self._state_lock:
+            runs, dirty = self._runs, self._dirty
             for sid in schedule_ids:
-                self._runs.setdefault(sid, RunState()).last_slot = slot
-            self._state_dirty = True
+                state = runs.get(sid)
+                if state is None:
+                    state = runs[sid] = RunState()
+                state.last_slot = slot
+                dirty.add(sid)
 
-    def record_result(self, schedule_id: str, run_at: datetime, result: str) -> None:
+    def record_results(self, results: Iterable[tuple[str, str]], run_at: datetime) -> None:
+        """Note ``(schedule id, outcome)`` of fires that ran at ``run_at``."""
+        when = iso_utc(run_at)
         with self._state_lock:
-            if schedule_id not in self._by_id:
-                return
-            state = self._runs.setdefault(schedule_id, RunState())
-            state.last_run = iso_utc(run_at)
-            state.last_result = result
-            self._state_dirty = True
+            for sid, result in results:
+                if sid not in self._by_id:
+                    continue
+                state = self._runs.get(sid)
+                if state is None:
+                    state = self._runs[sid] = RunState()
+                state.last_run, state.last_result = when, result
+                self._dirty.add(sid)
 
     @property
     def state_dirty(self) -> bool:
-        return self._state_dirty
+        return bool(self._dirty) or self._layout_changed
 
     def flush_state(self) -> None:
-        """Write the sidecar if anything changed since the last write."""
+        """Write the sidecar if anything changed since the last write.
+
+        Each schedule's JSON is rendered only when it changed, in small steps, so writing
+        the state of 10,000 schedules never holds the interpreter lock for long (a single
+        large ``json.dumps`` would, and would make fires late).
+        """
         with self._state_write_lock:
             with self._state_lock:
-                if not self._state_dirty:
+                if not self.state_dirty:
                     return
-                snapshot = {
-                    "version": 1,
-                    "schedules": {sid: state.to_json() for sid, state in self._runs.items()},
+                changed = {
+                    sid: RunState(**vars(self._runs[sid]))
+                    for sid in self._dirty | self._stale
+                    if sid in self._runs
                 }
-                self._state_dirty = False
+                self._dirty, self._stale = set(), set()
+                self._layout_changed = False
+            rendered = {
+                sid: f"{json.dumps(sid)}: {json.dumps(state.to_json())}"
+                for sid, state in changed.items()
+            }
+            with self._state_lock:
+                for sid, fragment in rendered.items():
+                    if sid in self._runs:
+                        self._fragments[sid] = fragment
+                body = ",\n  ".join(self._fragments.values())
+            text = f'{{"version": 1, "schedules": {{\n  {body}\n}}}}\n'
             try:
-                atomic_write(self.state_path, json.dumps(snapshot, indent=1).encode("utf-8"))
+                atomic_write(self.state_path, text.encode("utf-8"))
             except OSError:
                 with self._state_lock:
-                    self._state_dirty = True
+                    self._dirty.update(sid for sid in changed if sid in self._runs)
+                    self._layout_changed = True
                 log.exception("Could not write scheduler state file %s", self.state_path)
 
     # internals
@@ -708,6 +743,7 @@ class ScheduleStore:
         return plain
 
     def _load(self) -> None:
+        self._stamp = self._disk_stamp()
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -789,8 +825,26 @@ class ScheduleStore:
         self._runs = {
             sid: RunState.from_json(state) for sid, state in schedules.items() if sid in self._by_id
         }
+        self._stale = set(self._runs)
+
+    def _disk_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
 
     def _save(self) -> None:
+        if self._disk_stamp() != self._stamp:
+            log.error(
+                "Schedule file %s was changed by something other than Butler since Butler "
+                "read it; refusing to overwrite those changes (restart Butler to load them)",
+                self.path,
+            )
+            raise Conflict(
+                "The schedule file was edited outside Butler since it was loaded; restart "
+                "Butler to load the edits before changing schedules through the API"
+            )
         if self._yaml is not None:
             buffer = io.StringIO()
             self._yaml.dump(self._root, buffer)
@@ -803,3 +857,4 @@ class ScheduleStore:
                 _round_trip_yaml().dump({ROOT_KEY: to_plain(self._entries)}, buffer)
                 text = buffer.getvalue()
         atomic_write(self.path, text.encode("utf-8"))
+        self._stamp = self._disk_stamp()

@@ -68,6 +68,8 @@ RESET_JUMP = 3 * 3600.0
 FIXED_HOLD = 3 * 3600.0
 WILDCARD_HOLD = 300.0
 STATE_FLUSH_INTERVAL = 1.0
+"""Run-time state (last run, result, fired slot) is written at most this often."""
+HANDOFF_WAIT = 0.005
 _TICK = timedelta(microseconds=1)
 _WEEK = timedelta(days=7)
 _MAX_SEGMENTS = 16
@@ -204,10 +206,11 @@ class _Job:
     task_id: str
     timeline: CronTimeline
     running: bool
-    order: int = 0
-    """Creation order: fires at one instant reach the task starter in file order."""
     next_at: float | None = None
     last_slot: float | None = None
+
+
+_Jobs = list[_Job]
 
 
 def _utc(timestamp: float) -> datetime:
@@ -236,13 +239,16 @@ class Scheduler:
         self._cond = threading.Condition()
         self._api_lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
-        self._created = 0
         self._heap: list[float] = []
-        self._buckets: dict[float, set[str]] = {}
+        self._buckets: dict[float, dict[str, None]] = {}
+        """Schedules due at each instant, in planning order (dicts keep it; sets would not)."""
         self._in_flight: set[str] = set()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._flusher: threading.Thread | None = None
+        self._state_changed = threading.Event()
+        self._flusher_stop = threading.Event()
         for entry in store.entries():
             job = self._new_job(entry)
             job.last_slot = store.run_state(job.schedule_id).last_slot
@@ -268,29 +274,42 @@ class Scheduler:
             self._replan_all(self._clock.now().timestamp())
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="butler-schedule")
             self._thread = threading.Thread(target=self._run, name="butler-scheduler", daemon=True)
+            self._flusher_stop.clear()
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="butler-scheduler-state", daemon=True
+            )
             self._thread.start()
+            self._flusher.start()
 
     def stop(self) -> None:
         """Stop firing, let running start calls finish, and save the runtime state."""
         with self._cond:
-            thread, pool = self._thread, self._pool
+            thread, pool, flusher = self._thread, self._pool, self._flusher
             self._stopping = True
-            self._thread = self._pool = None
+            self._thread = self._pool = self._flusher = None
             self._cond.notify_all()
         if thread is not None:
             thread.join(timeout=10)
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        self._flusher_stop.set()
+        self._state_changed.set()
+        if flusher is not None:
+            flusher.join(timeout=10)
         with self._cond:
             self._in_flight.clear()
             self._cond.notify_all()
         self._store.flush_state()
 
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until no fire is in progress; True if that happened within ``timeout``."""
+    def drain(self, timeout: float = 10.0, schedule_ids: Iterable[str] | None = None) -> bool:
+        """Wait until no fire (of ``schedule_ids``, default all) is in progress.
+
+        True if that happened within ``timeout`` seconds.
+        """
         deadline = time.monotonic() + timeout
+        wanted = None if schedule_ids is None else set(schedule_ids)
         with self._cond:
-            while self._in_flight:
+            while self._in_flight if wanted is None else self._in_flight & wanted:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -415,9 +434,7 @@ class Scheduler:
         return self._decorate(stored)
 
     def _new_job(self, entry: Mapping[str, Any]) -> _Job:
-        self._created += 1
         return _Job(
-            order=self._created,
             schedule_id=str(entry["id"]),
             name=str(entry.get("name", "")),
             task_id=str(entry["qlikSenseTaskId"]).lower(),
@@ -461,15 +478,15 @@ class Scheduler:
         job.next_at = instant
         bucket = self._buckets.get(instant)
         if bucket is None:
-            bucket = self._buckets[instant] = set()
+            bucket = self._buckets[instant] = {}
             heapq.heappush(self._heap, instant)
-        bucket.add(job.schedule_id)
+        bucket[job.schedule_id] = None
 
     def _unplan(self, job: _Job) -> None:
         if job.next_at is not None:
             bucket = self._buckets.get(job.next_at)
             if bucket is not None:
-                bucket.discard(job.schedule_id)
+                bucket.pop(job.schedule_id, None)
             job.next_at = None
 
     def _replan_all(self, now_ts: float) -> None:
@@ -496,12 +513,8 @@ class Scheduler:
     def _run(self) -> None:
         clock = self._clock
         last_wall, last_mono = clock.now().timestamp(), clock.monotonic()
-        last_flush = last_mono
-        while True:
-            flush = False
-            with self._cond:
-                if self._stopping:
-                    break
+        with self._cond:
+            while not self._stopping:
                 now = clock.now()
                 mono = clock.monotonic()
                 now_ts = now.timestamp()
@@ -514,47 +527,70 @@ class Scheduler:
                 if due is not None and due <= now_ts:
                     self._fire(now, now_ts)
                     continue
-                if self._store.state_dirty and mono - last_flush >= STATE_FLUSH_INTERVAL:
-                    flush = True
-                else:
-                    timeout = MAX_WAIT if due is None else min(MAX_WAIT, due - now_ts)
-                    clock.wait(self._cond, timeout)
-            if flush:
-                self._store.flush_state()
-                last_flush = clock.monotonic()
+                timeout = MAX_WAIT if due is None else min(MAX_WAIT, due - now_ts)
+                clock.wait(self._cond, timeout)
+
+    def _flush_loop(self) -> None:
+        """Write the run-time state when it changed, at most once per interval.
+
+        A thread of its own, so disk latency (fsync) never delays a fire.
+        """
+        while True:
+            self._state_changed.wait()
+            if self._flusher_stop.is_set():
+                return
+            self._state_changed.clear()
+            self._store.flush_state()
+            if self._flusher_stop.wait(STATE_FLUSH_INTERVAL):
+                return
 
     def _fire(self, now: datetime, now_ts: float) -> None:
-        """Hand every schedule due by ``now`` to the pool in one batch, then plan each anew."""
+        """Hand every schedule due by ``now`` to the pool in one batch, then plan each anew.
+
+        Only what the worker needs happens before the hand-off; book-keeping follows it.
+        """
         due_jobs: list[_Job] = []
-        fired: dict[float, list[str]] = {}
+        fired: list[tuple[float, list[str]]] = []
+        jobs = self._jobs
         while self._heap and self._heap[0] <= now_ts:
             instant = heapq.heappop(self._heap)
-            for sid in self._buckets.pop(instant, ()):
-                job = self._jobs.get(sid)
-                if job is None or not job.running or job.next_at != instant:
-                    continue
-                job.next_at = None
-                job.last_slot = instant
-                due_jobs.append(job)
-                fired.setdefault(instant, []).append(sid)
-        due_jobs.sort(key=lambda job: job.order)
-        batch = [job for job in due_jobs if job.schedule_id not in self._in_flight]
+            bucket = self._buckets.pop(instant, None)
+            if not bucket:
+                continue
+            due = [jobs[sid] for sid in bucket]
+            due_jobs.extend(due)
+            fired.append((instant, list(bucket)))
+        in_flight = self._in_flight
+        batch = (
+            [job for job in due_jobs if job.schedule_id not in in_flight] if in_flight else due_jobs
+        )
+        if batch and self._pool is not None:
+            picked_up = threading.Event()
+            self._pool.submit(self._run_batch, batch, now, picked_up)
+            # Let the worker take the interpreter lock now: the book-keeping below is pure
+            # Python and would otherwise hold it for a switch interval (5 ms) or more. The
+            # worker cannot clear its in-flight marks before we set them: that needs _cond.
+            picked_up.wait(HANDOFF_WAIT)
+            in_flight.update(job.schedule_id for job in batch)
         if len(batch) < len(due_jobs):
             log.warning(
                 "Scheduler: %d schedule(s) skipped: their previous start is still running",
                 len(due_jobs) - len(batch),
             )
-        if batch and self._pool is not None:
-            self._in_flight.update(job.schedule_id for job in batch)
-            items = [(job.schedule_id, job.name, job.task_id) for job in batch]
-            self._pool.submit(self._run_batch, items, now)
-        for instant, sids in fired.items():
+        for instant, sids in fired:
             self._store.record_fires(sids, instant)
+        self._state_changed.set()
         cache: dict[tuple[int, float], float] = {}
-        for job in due_jobs:
-            self._plan(job, self._start_point(job, now_ts), cache)
+        for instant, sids in fired:
+            for sid in sids:
+                job = jobs[sid]
+                job.last_slot = instant
+                job.next_at = None
+                self._plan(job, self._start_point(job, now_ts), cache)
 
-    def _run_batch(self, items: _Batch, run_at: datetime) -> None:
+    def _run_batch(self, batch: _Jobs, run_at: datetime, picked_up: threading.Event) -> None:
+        picked_up.set()
+        items = [(job.schedule_id, job.name, job.task_id) for job in batch]
         task_ids = list(dict.fromkeys(task_id for _, _, task_id in items))
         failure: str | None = None
         outcomes: Mapping[str, str] = {}
@@ -566,26 +602,38 @@ class Scheduler:
             log.exception("Scheduler: the task starter failed")
             failure = "failed: internal error while starting the task"
         try:
-            started = 0
-            for schedule_id, name, task_id in items:
-                result = failure or outcomes.get(task_id) or "failed: no result for this task"
-                self._store.record_result(schedule_id, run_at, result)
-                if result == "started":
-                    started += 1
-                    log.debug("SCHEDULER: Cron event for schedule ID %s: %s", schedule_id, name)
-                else:
-                    log.warning(
-                        "SCHEDULER: schedule ID %s (%s): task %s %s",
-                        schedule_id,
-                        name,
-                        task_id,
-                        result,
-                    )
-            log.info("Scheduler: %d schedule(s) fired, %d started", len(items), started)
+            results = [
+                (schedule_id, failure or outcomes.get(task_id) or "failed: no result for this task")
+                for schedule_id, _, task_id in items
+            ]
+            self._store.record_results(results, run_at)
+            self._state_changed.set()
+            _log_batch(items, results)
         finally:
             with self._cond:
                 self._in_flight.difference_update(sid for sid, _, _ in items)
                 self._cond.notify_all()
+
+
+def _log_batch(items: _Batch, results: list[tuple[str, str]]) -> None:
+    """One line per batch, and one warning per task that did not start (not per schedule)."""
+    failures: dict[tuple[str, str], list[str]] = {}
+    for (schedule_id, name, task_id), (_, result) in zip(items, results, strict=True):
+        if result == "started":
+            log.debug("SCHEDULER: Cron event for schedule ID %s: %s", schedule_id, name)
+        else:
+            failures.setdefault((task_id, result), []).append(schedule_id)
+    for (task_id, result), schedule_ids in failures.items():
+        shown = ", ".join(schedule_ids[:5]) + (", ..." if len(schedule_ids) > 5 else "")
+        log.warning(
+            "SCHEDULER: task %s %s (%d schedule(s): %s)",
+            task_id,
+            result,
+            len(schedule_ids),
+            shown,
+        )
+    started = len(items) - sum(len(ids) for ids in failures.values())
+    log.info("Scheduler: %d schedule(s) fired, %d started", len(items), started)
 
 
 def _writable(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -134,6 +134,7 @@ def test_a_blocked_start_leaves_other_instants_on_time(
     for second in range(1, 4):
         clock.advance(1)
         assert recorder.wait_calls(1 + second)
+        assert scheduler.drain(10, ["other"])
     assert [ids for _, ids in recorder.calls] == [[TASK_B]] * 4
     assert recorder.times[1:] == [at(61), at(62), at(63)]
     gate.set()

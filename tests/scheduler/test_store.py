@@ -14,6 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from butler.config import ConfigError
+from butler.errors import Conflict
 from butler.schedule_store import (
     ScheduleFileError,
     ScheduleStore,
@@ -251,7 +252,7 @@ def test_update_changes_fields_in_place(template: Path) -> None:
 
 def test_delete_removes_the_entry_and_its_run_state(template: Path) -> None:
     store = ScheduleStore(template)
-    store.record_result("task-2", datetime(2024, 1, 1, tzinfo=UTC), "started")
+    store.record_results([("task-2", "started")], datetime(2024, 1, 1, tzinfo=UTC))
     store.delete("task-2")
     store.flush_state()
     assert ScheduleStore(template).ids() == ["task-1", "Manually-added-schedule-1"]
@@ -263,7 +264,7 @@ def test_run_state_lives_in_a_sidecar_and_survives_a_restart(template: Path) -> 
     store = ScheduleStore(template)
     slot = datetime(2024, 1, 15, 12, 0, 30, tzinfo=UTC)
     store.record_fires(["task-1"], slot.timestamp())
-    store.record_result("task-1", slot, "notFound")
+    store.record_results([("task-1", "notFound")], slot)
     store.flush_state()
     assert store.state_path == template.with_name("schedule.state.json")
     reloaded = ScheduleStore(template).run_state("task-1")
@@ -350,3 +351,23 @@ def test_files_in_other_layouts_load_the_same_through_ruamel(tmp_path: Path) -> 
     assert found is not None and found["tags"] == ["a", "b"]
     store.set_known_state(["flow"], "started")
     assert _parse_fast(path.read_text(encoding="utf-8"))[0]["lastKnownState"] == "started"
+
+
+def test_edits_made_outside_butler_are_never_overwritten(template: Path) -> None:
+    store = ScheduleStore(template)
+    store.add(new_entry("first"))
+    edited = template.read_text(encoding="utf-8").replace("Every 30 sec", "Every half minute")
+    template.write_text(edited + "  # edited by hand\n", encoding="utf-8")
+    with pytest.raises(Conflict, match="edited outside Butler"):
+        store.add(new_entry("second"))
+    assert template.read_text(encoding="utf-8") == edited + "  # edited by hand\n"
+    assert ScheduleStore(template).ids()[-1] == "first"
+
+
+def test_a_file_created_after_start_up_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.yaml"
+    store = ScheduleStore(path)
+    write_schedules(path, [entry("theirs", "0 5 * * *")])
+    with pytest.raises(Conflict):
+        store.add(new_entry())
+    assert ScheduleStore(path).ids() == ["theirs"]
