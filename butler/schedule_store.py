@@ -8,7 +8,8 @@ Why it looks like this:
   read and written by a small line-based codec instead; the codec refuses anything it is
   not certain about and the file then takes the ruamel path.
 * The file is the user's: a file that does not parse or validate stops start-up and is
-  never overwritten. Every write replaces the whole file atomically (temp file in the same
+  never overwritten, and neither is a file edited by someone else after Butler read it
+  (409 instead). Every write replaces the whole file atomically (temp file in the same
   folder, fsync, ``os.replace``), one writer at a time.
 * What happens at run time (last run, last result, last fired slot) changes every few
   seconds and is not configuration, so it lives in ``<stem>.state.json`` next to the file
