@@ -46,6 +46,9 @@ def create_app(
     services = services or Services(config=config)
     pm = plugin_manager or get_plugin_manager()
     app = Flask("butler")
+    # "//" must not be merged and redirected: /v4/reloadtask//start would land on the
+    # body-only route, and /v4/schedules//start on another; an empty segment is a 404.
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = config.get("restServerConfig.maxBodyBytes", 1024 * 1024)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -89,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if command == "check-config":
+        try:
+            check_schedule_file(config)
+        except ConfigError as exc:
+            print(f"Config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         print(summarise(config))
         return 0
     if command == "openapi":
@@ -125,6 +131,14 @@ def _load(args: argparse.Namespace) -> Config:
     if path is None:
         raise ConfigError("no config file: pass -c/--configfile or set BUTLER_CONFIG")
     return load_config(path, cli_overrides(args))
+
+
+def check_schedule_file(config: Config) -> None:
+    """Read the schedule file as start-up would, so check-config reports its errors too."""
+    if config.get("scheduler.enable") is True:
+        from butler.schedule_store import ScheduleStore
+
+        ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
 
 
 def summarise(config: Config) -> str:
@@ -216,6 +230,8 @@ def serve(config: Config, on_ready: Callable[[str, Callable[[], None]], None] | 
         tls=tls,
     )
     services.start()
+    # Long-lived start-up objects (config, schedules) need not be scanned by every GC pass.
+    gc.freeze()
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("Signal %s received: shutting down", signum)

@@ -73,7 +73,8 @@ class WaitressServer:
         waitress's loop runs while its socket map is non-empty. Workers are joined first
         because a finishing worker pulls the trigger, which must still be open then; the
         trigger then runs the closing in the loop thread, so the map is never touched from
-        another thread and the loop returns at once.
+        another thread and the loop returns at once. (An earlier version raced here: see
+        the comment on the lock below.)
         """
         if self._stopped.is_set():
             return
@@ -86,7 +87,13 @@ class WaitressServer:
             for channel in list(server_map.values()):
                 channel.close()
 
-        server.trigger.pull_trigger(close_all)
+        trigger = server.trigger
+        # pull_trigger() appends the thunk under the trigger's lock but writes to the pipe
+        # outside it, so the loop could run the thunk (closing the pipe) before that write.
+        # Holding the lock across both makes the thunk wait for the write.
+        with trigger.lock:
+            trigger.thunks.append(close_all)
+            trigger.pull_trigger()
 
 
 class CherootTlsServer:

@@ -143,3 +143,39 @@ def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path):
     assert process.returncode == 0
     assert "Butler stopped" in output
     assert "GET /v4/butlerping from 127.0.0.1 -> 200" in output
+
+
+def test_check_config_reports_a_broken_schedule_file(tmp_path, capsys):
+    (tmp_path / "schedule.yaml").write_text(
+        "butlerSchedule:\n  - id: a\n    name: x\n    cronSchedule: 'not cron'\n"
+        "    timezone: Europe/Stockholm\n"
+        "    qlikSenseTaskId: 0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b\n    startupState: started\n",
+        encoding="utf-8",
+    )
+    extra = (
+        "  scheduler:\n    enable: true\n    configfile: schedule.yaml\n"
+        "  cert: {clientCert: c.pem, clientCertKey: k.pem}\n  configQRS: {host: 127.0.0.1}\n"
+    )
+    assert main(["check-config", "-c", str(write_config(tmp_path, extra=extra))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Config error:")
+    assert "cronSchedule" in err
+    assert (tmp_path / "schedule.yaml").read_text(encoding="utf-8").count("not cron") == 1
+
+
+def test_empty_path_segment_is_a_plain_404(make_config, live_server):
+    from butler.app import create_app
+
+    config = make_config(
+        {
+            "restServerEndpointsEnable": {"senseStartTask": True},
+            "cert": {"clientCert": "c", "clientCertKey": "k"},
+            "configQRS": {"host": "127.0.0.1"},
+        }
+    )
+    url = live_server(create_app(config))
+    response = requests.put(
+        f"{url}/v4/reloadtask//start", json=[], timeout=5, allow_redirects=False
+    )
+    assert response.status_code == 404
+    assert response.json()["statusCode"] == 404
