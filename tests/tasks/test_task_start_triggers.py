@@ -66,3 +66,34 @@ def test_reload_chains_start_through_the_filter(make_config, live_server, qrs_si
             assert failed.json()["tasksStarted"][APP2] == "denied"
         finally:
             services.stop()
+
+
+def test_schedules_start_through_the_filter(make_config, qrs_simulator, qrs_certs, tmp_path):
+    (tmp_path / "schedule.yaml").write_text(
+        "butlerSchedule:\n"
+        f"  - id: allowed\n    name: allowed\n    cronSchedule: '* * * * * *'\n"
+        f"    timezone: UTC\n    qlikSenseTaskId: {APP1}\n    startupState: started\n"
+        f"  - id: denied\n    name: denied\n    cronSchedule: '* * * * * *'\n"
+        f"    timezone: UTC\n    qlikSenseTaskId: {APP2}\n    startupState: started\n",
+        encoding="utf-8",
+    )
+    config = make_config(
+        {
+            **butler_qrs_config(qrs_simulator, qrs_certs),
+            "scheduler": {"enable": True, "configfile": "schedule.yaml"},
+            "startTaskFilter": {
+                "enable": True,
+                "allowTask": {"taskId": [APP1], "tag": None, "customProperty": None},
+            },
+        }
+    )
+    services = build_services(config)
+    services.start()
+    try:
+        starts = qrs_simulator.wait_for_starts(1, timeout=10)
+        assert services.scheduler.drain(timeout=10)
+    finally:
+        services.stop()
+    assert {s.task_id for s in starts} == {APP1}
+    assert {s.task_id for s in qrs_simulator.starts()} == {APP1}
+    assert "denied" in services.scheduler.get("denied")["lastResult"]
