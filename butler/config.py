@@ -91,7 +91,8 @@ def _flag(path: str) -> Callable[[Config], bool]:
     return lambda cfg: cfg.get(path) is True
 
 
-def _needs_qrs(cfg: Config) -> bool:
+def needs_qrs(cfg: Config) -> bool:
+    """Whether an enabled feature starts tasks, so a QRS connection must be configured."""
     return (
         cfg.endpoint_enabled("senseStartTask")
         or cfg.endpoint_enabled("senseAppReload")
@@ -99,7 +100,8 @@ def _needs_qrs(cfg: Config) -> bool:
     )
 
 
-def _needs_engine(cfg: Config) -> bool:
+def needs_engine(cfg: Config) -> bool:
+    """Whether an enabled endpoint talks to the Qlik Sense Engine."""
     return any(cfg.endpoint_enabled(k) for k in ("senseAppReload", "senseAppDump", "senseListApps"))
 
 
@@ -110,9 +112,9 @@ def _always(cfg: Config) -> bool:
 _SECTIONS: tuple[_Section, ...] = (
     _Section("restServerConfig", cs.RestServerConfig, _always),
     _Section("startTaskFilter", cs.StartTaskFilterSection, _always),
-    _Section("cert", cs.CertSection, lambda c: _needs_qrs(c) or _needs_engine(c)),
-    _Section("configQRS", cs.QrsSection, _needs_qrs),
-    _Section("configEngine", cs.EngineSection, _needs_engine),
+    _Section("cert", cs.CertSection, lambda c: needs_qrs(c) or needs_engine(c)),
+    _Section("configQRS", cs.QrsSection, needs_qrs),
+    _Section("configEngine", cs.EngineSection, needs_engine),
     _Section("scheduler", cs.SchedulerSection, _always),
     _Section("keyValueStore", cs.KeyValueStoreSection, _always),
     _Section("mqttConfig", cs.MqttSection, _flag("mqttConfig.enable")),

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from butler.config import Config, ConfigError
+from butler.config import Config, ConfigError, needs_engine, needs_qrs
 from butler.services import Services
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,10 @@ def build_services(config: Config) -> Services:
     services.extras["http"] = new_session()
     if config.endpoint_enabled("keyValueStore"):
         services.kv_store = build_kv_store(config)
-    if config.get("configQRS.host") and config.get("cert.clientCert"):
+    mqtt_trigger = config.get("mqttConfig.enable") is True and bool(
+        config.get("configQRS.host") and config.get("cert.clientCert")
+    )
+    if needs_qrs(config) or mqtt_trigger:
         services.qrs = build_qrs(config)
         services.task_starter = TaskStarter(
             services.qrs,
@@ -105,7 +108,7 @@ def build_services(config: Config) -> Services:
         )
         starter = services.task_starter
         services.extras["start_tasks"] = lambda ids: starter.start_ids(ids, trigger="app reload")
-    if config.get("configEngine.host") and config.get("cert.clientCert"):
+    if needs_engine(config):
         services.engine = build_engine(config)
     if config.get("scheduler.enable") is True:
         services.scheduler = build_scheduler(config, services)

@@ -179,3 +179,24 @@ def test_empty_path_segment_is_a_plain_404(make_config, live_server):
     )
     assert response.status_code == 404
     assert response.json()["statusCode"] == 404
+
+
+def test_example_config_serves_without_qlik_files(make_config, live_server):
+    from butler.app import create_app
+    from butler.config import load_config
+    from butler.lifecycle import build_services
+
+    config = load_config(ROOT / "config.example.yaml")
+    services = build_services(config)
+    assert services.qrs is None and services.engine is None
+    url = live_server(create_app(config, services))
+    try:
+        assert requests.get(f"{url}/v4/butlerping", timeout=5).status_code == 200
+        enabled = requests.post(
+            f"{url}/v4/configfile/endpointsenabled",
+            headers={"X-HTTP-Method-Override": "GET"},
+            timeout=5,
+        ).json()
+        assert "butlerping" in enabled
+    finally:
+        services.stop()
