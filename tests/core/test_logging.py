@@ -1,6 +1,6 @@
 import logging
 
-from butler.logging_setup import SILLY, VERBOSE, configure_logging
+from butler.logging_setup import SILLY, VERBOSE, configure_logging, stop_logging
 
 
 def test_levels_map_and_file_logging(tmp_path):
@@ -11,8 +11,7 @@ def test_levels_map_and_file_logging(tmp_path):
         assert root.level == VERBOSE
         logging.getLogger("butler.test").log(VERBOSE, "verbose line")
         logging.getLogger("butler.test").debug("debug line")
-        for handler in root.handlers:
-            handler.flush()
+        stop_logging()
         text = (tmp_path / "log" / "butler.log").read_text(encoding="utf-8")
         assert "VERBOSE butler.test: verbose line" in text
         assert "debug line" not in text
@@ -21,7 +20,6 @@ def test_levels_map_and_file_logging(tmp_path):
         configure_logging("warn")
         assert root.level == logging.WARNING
     finally:
-        for handler in root.handlers:
-            handler.close()
+        stop_logging()
         root.handlers[:] = saved[1]
         root.setLevel(saved[0])
