@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -171,9 +171,9 @@ class TaskStarter:
         )
         tag_lookups = [self._pool.submit(self._qrs.find_tasks_by_tag, t) for t in tags]
         cp_lookups = [self._pool.submit(self._qrs.find_tasks_by_custom_property, *cp) for cp in cps]
-        found = _names(_wait(id_lookup) if id_lookup else [])
-        by_tag = [_task_refs(_wait(f)) for f in tag_lookups]
-        by_cp = [_task_refs(_wait(f)) for f in cp_lookups]
+        found = _names(id_lookup.result() if id_lookup else [])
+        by_tag = [_task_refs(f.result()) for f in tag_lookups]
+        by_cp = [_task_refs(f.result()) for f in cp_lookups]
 
         id_refs: list[dict[str, str]] = []
         for task_id in queued_ids:
@@ -274,10 +274,6 @@ class TaskStarter:
             except ApiError as exc:
                 refused[task_id] = ("error", exc.message)
         return refused
-
-
-def _wait(future: Future[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    return future.result()
 
 
 def _names(tasks: Iterable[Mapping[str, Any]]) -> dict[str, str]:

@@ -17,11 +17,6 @@ from tests.fixtures.qrs import qrs_certs, qrs_client, qrs_simulator
 __all__ = ["qrs_certs", "qrs_client", "qrs_simulator"]
 
 
-def all_endpoints(value: bool) -> dict[str, Any]:
-    """A ``restServerEndpointsEnable`` map with every key set to ``value``."""
-    return endpoint_enable_map(value)
-
-
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in extra.items():
@@ -49,7 +44,7 @@ QLIK_PLACEHOLDERS: dict[str, Any] = {
 BASE_CONFIG: dict[str, Any] = {
     "logLevel": "info",
     "restServerConfig": {"enable": True, "serverHost": "127.0.0.1", "serverPort": 8080},
-    "restServerEndpointsEnable": all_endpoints(False),
+    "restServerEndpointsEnable": endpoint_enable_map(False),
 }
 
 

@@ -1,8 +1,9 @@
 import requests
 
 from butler.app import create_app
+from butler.config import endpoint_enable_map
 from butler.openapi import openapi_path
-from tests.conftest import QLIK_PLACEHOLDERS, all_endpoints
+from tests.conftest import QLIK_PLACEHOLDERS
 
 
 def documented_operations(document):
@@ -26,7 +27,7 @@ def test_document_lists_exactly_the_enabled_routes(make_config, live_server):
 
 def test_all_routes_documented_when_all_enabled(make_config):
     app = create_app(
-        make_config({**QLIK_PLACEHOLDERS, "restServerEndpointsEnable": all_endpoints(True)})
+        make_config({**QLIK_PLACEHOLDERS, "restServerEndpointsEnable": endpoint_enable_map(True)})
     )
     document = app.test_client().get("/documentation/json").json
     rules = {

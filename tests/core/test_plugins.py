@@ -5,9 +5,9 @@ import pytest
 
 from butler import hookspecs
 from butler.app import create_app, mounted_endpoints
-from butler.config import ENDPOINT_KEYS
+from butler.config import ENDPOINT_KEYS, endpoint_enable_map
 from butler.plugins import BUILTIN_PLUGINS, get_plugin_manager
-from tests.conftest import QLIK_PLACEHOLDERS, all_endpoints
+from tests.conftest import QLIK_PLACEHOLDERS
 
 
 def hookspec_functions():
@@ -36,7 +36,9 @@ def test_builtin_plugins_are_registered():
 
 
 def test_every_endpoint_key_is_served_by_some_plugin(make_config):
-    config = make_config({**QLIK_PLACEHOLDERS, "restServerEndpointsEnable": all_endpoints(True)})
+    config = make_config(
+        {**QLIK_PLACEHOLDERS, "restServerEndpointsEnable": endpoint_enable_map(True)}
+    )
     served = {ep.enable_key for ep in mounted_endpoints(create_app(config))}
     assert served == set(ENDPOINT_KEYS)
 

@@ -4,15 +4,18 @@ import re
 from pathlib import Path
 
 from butler.app import create_app, mounted_endpoints
+from butler.config import endpoint_enable_map
 from butler.openapi import openapi_path
-from tests.conftest import QLIK_PLACEHOLDERS, all_endpoints
+from tests.conftest import QLIK_PLACEHOLDERS
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_endpoint_table_matches_the_app(make_config):
-    config = make_config({**QLIK_PLACEHOLDERS, "restServerEndpointsEnable": all_endpoints(True)})
+    config = make_config(
+        {**QLIK_PLACEHOLDERS, "restServerEndpointsEnable": endpoint_enable_map(True)}
+    )
     served = {
         (ep.method, openapi_path(ep.rule), ep.enable_key)
         for ep in mounted_endpoints(create_app(config))
