@@ -20,6 +20,7 @@ from butler.outbound import apply_new_relic_cli
 log = logging.getLogger("butler")
 
 EXIT_CONFIG = 2
+EXIT_LISTEN = 3
 COMMANDS = ("run", "demo", "check-config", "openapi", "simulate-qrs")
 
 
@@ -221,14 +222,21 @@ def serve(config: Config, on_ready: Callable[[str, Callable[[], None]], None] | 
             ),
         )
     app = create_app(config, services)
-    server = build_server(
-        app,
-        config.get("restServerConfig.serverHost", "127.0.0.1"),
-        int(config.get("restServerConfig.serverPort", 8080)),
-        threads=int(config.get("restServerConfig.threads", 16)),
-        max_body=int(config.get("restServerConfig.maxBodyBytes", 1024 * 1024)),
-        tls=tls,
-    )
+    host = config.get("restServerConfig.serverHost", "127.0.0.1")
+    port = int(config.get("restServerConfig.serverPort", 8080))
+    try:
+        server = build_server(
+            app,
+            host,
+            port,
+            threads=int(config.get("restServerConfig.threads", 16)),
+            max_body=int(config.get("restServerConfig.maxBodyBytes", 1024 * 1024)),
+            tls=tls,
+        )
+    except OSError as exc:
+        log.error("Cannot listen on %s:%s: %s", host, port, exc)
+        services.stop()
+        return EXIT_LISTEN
     services.start()
     # Long-lived start-up objects (config, schedules) need not be scanned by every GC pass.
     gc.freeze()

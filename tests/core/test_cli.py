@@ -1,6 +1,7 @@
 """The ``butler`` command, in-process for the quick paths and as a real process for serving."""
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import pytest
 import requests
 
 from butler.cli import main
+from butler.logging_setup import stop_logging
 
 ROOT = Path(__file__).parents[2]
 
@@ -200,3 +202,23 @@ def test_example_config_serves_without_qlik_files(make_config, live_server):
         assert "butlerping" in enabled
     finally:
         services.stop()
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    yield
+    stop_logging()
+    root.handlers[:] = saved[1]
+    root.setLevel(saved[0])
+
+
+def test_port_in_use_is_a_clear_error(tmp_path, capsys, restore_logging):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["-c", str(write_config(tmp_path, port))]) == 3
+    stop_logging()
+    assert f"Cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
