@@ -14,14 +14,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import requests
+from butler.testing.processes import free_port, wait_until_answering
 
 CONFIG = """\
 Butler:
@@ -53,12 +52,6 @@ def ensure_wrk() -> str:
     if not found:
         sys.exit("wrk is needed: apt-get install wrk")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -120,15 +113,10 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"{base}/v4/butlerping", timeout=1)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline:
-                    sys.exit("butler did not start")
-                time.sleep(0.1)
+        try:
+            wait_until_answering(f"{base}/v4/butlerping", server)
+        except RuntimeError as exc:
+            sys.exit(f"butler did not start: {exc}")
         time.sleep(1)
         idle = rss_mb(server.pid)
         rows = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,15 +26,10 @@ from ruamel.yaml import YAML
 
 from butler.qrs import QrsClient
 from butler.testing.certs import generate_certificates
+from butler.testing.processes import free_port, wait_until_answering
 from butler.testing.qrs_simulator import QrsSimulator
 
 SIZES = (1, 20, 100)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def add_bench_tasks(simulator: QrsSimulator) -> dict[int, list[str]]:
@@ -137,15 +131,10 @@ def main() -> None:
         )
         base = f"http://127.0.0.1:{port}/v4/reloadtask/-/start"
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    requests.get(f"http://127.0.0.1:{port}/documentation/json", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline:
-                        sys.exit("butler did not start")
-                    time.sleep(0.1)
+            try:
+                wait_until_answering(f"http://127.0.0.1:{port}/documentation/json", butler)
+            except RuntimeError as exc:
+                sys.exit(f"butler did not start: {exc}")
             bare = QrsClient(
                 "127.0.0.1",
                 simulator.port,

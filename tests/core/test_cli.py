@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import requests
 
 from butler.cli import main
 from butler.logging_setup import stop_logging
+from butler.testing.processes import free_port, wait_until_answering
 
 ROOT = Path(__file__).parents[2]
 
@@ -29,12 +29,6 @@ def write_config(tmp_path, port=8080, extra=""):
         encoding="utf-8",
     )
     return path
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_check_config_summarises(tmp_path, capsys):
@@ -103,18 +97,6 @@ def test_openapi_without_config_lists_every_route(capsys, monkeypatch):
     assert "/v4/schedules" in document["paths"]
 
 
-def wait_for_ping(url, process, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"butler exited early: {process.communicate()}")
-        try:
-            return requests.get(f"{url}/v4/butlerping", timeout=1)
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    pytest.fail("butler did not start listening")
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path):
     port = free_port()
@@ -128,7 +110,7 @@ def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path):
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        response = wait_for_ping(f"http://127.0.0.1:{port}", process)
+        response = wait_until_answering(f"http://127.0.0.1:{port}/v4/butlerping", process)
         assert response.json()["response"] == "Butler reporting for duty"
         override = requests.post(
             f"http://127.0.0.1:{port}/v4/base62tobase16?base62=6DMW88LpSok9Z7P7hUK0wv7bF",

@@ -2,26 +2,20 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+
+from butler.testing.processes import free_port, wait_until_answering
 
 APP1 = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"
 APP2 = "7552d9fc-d1bb-4975-9a38-18357de531ea"
 APP3 = "fb0f317d-da91-4b86-aafa-0174ae1e8c8f"
 SEED_KEYS = ("tasksId", "tasksTag", "tasksTagDenied", "tasksCP", "tasksCPDenied")
 BUTLER = str(Path(sys.executable).parent / "butler")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_demo_smoke_mode_starts_a_task_and_exits_cleanly():
@@ -48,16 +42,11 @@ def demo(tmp_path_factory):
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{url}/v4/butlerping", timeout=1)
-            break
-        except requests.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"demo did not start: {process.communicate()[0][-2000:]}")
-            time.sleep(0.1)
+    try:
+        wait_until_answering(f"{url}/v4/butlerping", process, timeout=30)
+    except RuntimeError as exc:
+        process.kill()
+        pytest.fail(f"demo did not start ({exc}): {process.communicate()[0][-2000:]}")
     yield url
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=30)

@@ -16,7 +16,8 @@ from butler.services import Services
 from butler.testing.certs import CertPaths
 from butler.testing.engine_catalogue import demo_apps
 from butler.testing.engine_simulator import EngineSimulator
-from tests.fixtures.engine import engine_config, make_engine_client, unused_port
+from butler.testing.processes import free_port
+from tests.fixtures.engine import engine_config, make_engine_client
 
 SALES, FINANCE, BIG, BROKEN = (app.id for app in demo_apps())
 TASK_OK = "09b3c78f-04dd-45e3-a4bf-1b074d6572fa"
@@ -249,7 +250,7 @@ def test_slow_reload_does_not_block_other_calls(
 def test_engine_down_is_bad_gateway(
     serve: Callable[..., str], engine_certs: CertPaths, method: str, path: str
 ) -> None:
-    base = serve(make_engine_client(unused_port(), engine_certs))
+    base = serve(make_engine_client(free_port(), engine_certs))
 
     response = requests.request(method, base + path, json={}, timeout=10)
 

@@ -19,7 +19,8 @@ from butler.errors import NotFound, UpstreamError, UpstreamTimeout
 from butler.testing.certs import CertPaths
 from butler.testing.engine_catalogue import SimApp, demo_apps
 from butler.testing.engine_simulator import EngineSimulator
-from tests.fixtures.engine import QLIK_USER, make_engine_client, unused_port
+from butler.testing.processes import free_port
+from tests.fixtures.engine import QLIK_USER, make_engine_client
 
 SALES, FINANCE, BIG, BROKEN = (app.id for app in demo_apps())
 
@@ -200,7 +201,7 @@ def test_stop_aborts_running_reloads(
 
 
 def test_unreachable_engine_is_an_upstream_error(engine_certs: CertPaths) -> None:
-    client = make_engine_client(unused_port(), engine_certs)
+    client = make_engine_client(free_port(), engine_certs)
 
     with pytest.raises(UpstreamError, match="unreachable"):
         client.list_apps()
