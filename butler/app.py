@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -17,7 +18,8 @@ from flask import Flask, Response, g, request
 from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from butler.endpoints import ApiRequest, Endpoint
+from butler.config import Config
+from butler.endpoints import ApiRequest, Endpoint, schema_instance
 from butler.errors import (
     ApiError,
     BadRequest,
@@ -28,7 +30,7 @@ from butler.errors import (
 )
 from butler.middleware import BAD_OVERRIDE_KEY, AccessLog, MethodOverride
 from butler.openapi import install_documentation
-from butler.plugins import get_plugin_manager
+from butler.plugins import PluginInfo, collect_endpoints, get_plugin_manager, plugin_infos
 from butler.ratelimit import RateLimiter
 from butler.services import Services
 
@@ -38,11 +40,16 @@ JSON_TYPES = ("application/json", "text/plain")
 
 
 def create_app(
-    config: Any,
+    config: Config,
     services: Services | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
 ) -> Flask:
-    """Build the WSGI app for ``config``; ``services`` defaults to an empty container."""
+    """Build the WSGI app for ``config``.
+
+    ``services`` defaults to an empty container (no core services, no plugin objects):
+    routes whose service is missing answer 503. ``butler run`` passes the services that
+    :func:`butler.lifecycle.build_services` built with the same plugin manager.
+    """
     services = services or Services(config=config)
     pm = plugin_manager or get_plugin_manager()
     app = Flask("butler")
@@ -51,10 +58,14 @@ def create_app(
     app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.config["MAX_CONTENT_LENGTH"] = config.get("restServerConfig.maxBodyBytes", 1024 * 1024)
+    app.config["MAX_CONTENT_LENGTH"] = config.get("restServerConfig.maxBodyBytes")
 
-    endpoints = _collect_endpoints(pm, config, services)
-    mounted = [ep for ep in endpoints if config.endpoint_enabled(ep.enable_key)]
+    served = [
+        (plugin, ep)
+        for plugin, ep in collect_endpoints(pm, config, services)
+        if config.endpoint_enabled(ep.enable_key)
+    ]
+    mounted = [ep for _, ep in served]
     for ep in mounted:
         app.add_url_rule(
             ep.rule,
@@ -62,7 +73,12 @@ def create_app(
             view_func=_make_view(ep),
             methods=[ep.method],
         )
-    app.extensions["butler"] = {"config": config, "services": services, "endpoints": mounted}
+    app.extensions["butler"] = _AppState(
+        config=config,
+        services=services,
+        endpoints=mounted,
+        plugins=plugin_infos(pm, served),
+    )
     install_documentation(app, mounted, public_url(config))
 
     _install_hooks(app, config)
@@ -70,33 +86,40 @@ def create_app(
     return app
 
 
-def public_url(config: Any) -> str:
+@dataclass(frozen=True)
+class _AppState:
+    """What the factory knows about the app it built, kept in ``app.extensions``."""
+
+    config: Config
+    services: Services
+    endpoints: list[Endpoint]
+    plugins: list[PluginInfo]
+
+
+def public_url(config: Config) -> str:
     """The base URL callers use, as announced in the OpenAPI document and the start-up log."""
     scheme = "https" if config.get("restServerConfig.tls.enable") is True else "http"
-    host = config.get("restServerConfig.serverHost", "127.0.0.1")
-    return f"{scheme}://{host}:{config.get('restServerConfig.serverPort', 8080)}"
+    host = config.get("restServerConfig.serverHost")
+    return f"{scheme}://{host}:{config.get('restServerConfig.serverPort')}"
+
+
+def _state(app: Flask) -> _AppState:
+    state: _AppState = app.extensions["butler"]
+    return state
 
 
 def mounted_endpoints(app: Flask) -> list[Endpoint]:
     """The endpoints this app serves, for documentation and introspection."""
-    return list(app.extensions["butler"]["endpoints"])
+    return list(_state(app).endpoints)
 
 
-def _collect_endpoints(pm: pluggy.PluginManager, config: Any, services: Services) -> list[Endpoint]:
-    endpoints: list[Endpoint] = []
-    seen: dict[tuple[str, str], str] = {}
-    for contributed in pm.hook.butler_endpoints(config=config, services=services):
-        for ep in contributed:
-            key = (ep.method, ep.rule)
-            if key in seen:
-                raise RuntimeError(f"Two plugins define {ep.method} {ep.rule}")
-            seen[key] = ep.enable_key
-            endpoints.append(ep)
-    return endpoints
+def loaded_plugins(app: Flask) -> list[PluginInfo]:
+    """The plugins of this app, each with the endpoints it serves here."""
+    return list(_state(app).plugins)
 
 
-def _install_hooks(app: Flask, config: Any) -> None:
-    limit = int(config.get("restServerConfig.rateLimit", 0) or 0)
+def _install_hooks(app: Flask, config: Config) -> None:
+    limit = config.get("restServerConfig.rateLimit")
     limiter = RateLimiter(limit) if limit > 0 else None
 
     @app.before_request
@@ -164,8 +187,8 @@ def error_response(exc: BaseException) -> Response:
 
 
 def _make_view(ep: Endpoint) -> Any:
-    query_schema = ep.query_schema() if ep.query_schema else None
-    body_schema = ep.body_schema() if ep.body_schema else None
+    query_schema = schema_instance(ep.query_schema)
+    body_schema = schema_instance(ep.body_schema)
 
     def view(**path: str) -> Any:
         query = _validated_query(query_schema)

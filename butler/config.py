@@ -12,6 +12,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,40 +26,104 @@ log = logging.getLogger(__name__)
 
 _MISSING = object()
 
-ENDPOINT_KEYS: tuple[str, ...] = (
-    "apiListEnabledEndpoints",
-    "base62ToBase16",
-    "base16ToBase62",
-    "butlerping",
-    "createDir",
-    "createDirQVD",
-    "fileDelete",
-    "fileMove",
-    "fileCopy",
-    "keyValueStore",
-    "mqttPublishMessage",
-    "newRelic.postNewRelicMetric",
-    "newRelic.postNewRelicEvent",
-    "scheduler.createNewSchedule",
-    "scheduler.getSchedule",
-    "scheduler.getScheduleStatusAll",
-    "scheduler.updateSchedule",
-    "scheduler.deleteSchedule",
-    "scheduler.startSchedule",
-    "scheduler.stopSchedule",
-    "senseAppReload",
-    "senseAppDump",
-    "senseListApps",
-    "senseStartTask",
-    "slackPostMessage",
+LOG_LEVELS = ("silly", "debug", "verbose", "info", "warn", "error")
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased as one line for the admin."""
+
+
+class CoreService(StrEnum):
+    """Core services an API area may need; the core builds one only when something needs it."""
+
+    QRS = "qrs"
+    ENGINE = "engine"
+    KV_STORE = "kvStore"
+
+
+@dataclass(frozen=True)
+class EnableKey:
+    """One ``restServerEndpointsEnable`` key (dotted for nested groups) a plugin understands.
+
+    ``needs`` names the core services the key's endpoints use, so that switching the key on
+    makes the core validate their config sections and build them.
+    """
+
+    name: str
+    needs: frozenset[CoreService] = frozenset()
+
+
+Condition = Callable[["Config"], bool]
+
+
+@dataclass(frozen=True)
+class ConfigSection:
+    """A config section a plugin (or the core) owns, validated only when ``needed``.
+
+    ``schema`` validates a mapping (or, with ``many``, each item of a list); with
+    ``string_list`` the section is a list of strings and ``schema`` is ``None``. The loaded
+    values, defaults included, replace the raw ones, so readers never re-apply defaults.
+    """
+
+    path: str
+    schema: type[Schema] | None
+    needed: Condition
+    many: bool = False
+    string_list: bool = False
+
+
+def always(cfg: Config) -> bool:
+    """Condition of the sections every Butler has."""
+    return True
+
+
+def when_enabled(*keys: str) -> Condition:
+    """Condition: any of these ``restServerEndpointsEnable`` keys is true."""
+    return lambda cfg: any(cfg.endpoint_enabled(k) for k in keys)
+
+
+def when_flag(path: str) -> Condition:
+    """Condition: the value at ``path`` is exactly true (``mqttConfig.enable``)."""
+    return lambda cfg: cfg.get(path) is True
+
+
+def when_needed(*services: CoreService) -> Condition:
+    """Condition: an enabled feature needs one of these core services."""
+    return lambda cfg: any(cfg.needs(service) for service in services)
+
+
+CORE_SECTIONS: tuple[ConfigSection, ...] = (
+    ConfigSection("restServerConfig", cs.RestServerConfig, always),
+    ConfigSection("startTaskFilter", cs.StartTaskFilterSection, always),
+    ConfigSection("cert", cs.CertSection, when_needed(CoreService.QRS, CoreService.ENGINE)),
+    ConfigSection("configQRS", cs.QrsSection, when_needed(CoreService.QRS)),
+    ConfigSection("configEngine", cs.EngineSection, when_needed(CoreService.ENGINE)),
+    ConfigSection("scheduler", cs.SchedulerSection, always),
+    ConfigSection("keyValueStore", cs.KeyValueStoreSection, always),
+    ConfigSection("mqttConfig", cs.MqttSection, when_flag("mqttConfig.enable")),
 )
-"""Every ``restServerEndpointsEnable`` key, dotted for nested groups, in template order."""
+"""The cross-cutting sections: the REST server, Qlik connections, stores and triggers."""
 
 
-def endpoint_enable_map(value: bool) -> dict[str, Any]:
-    """A ``restServerEndpointsEnable`` mapping with every key set to ``value``."""
+@dataclass(frozen=True)
+class ConfigContract:
+    """What the loaded plugins understand: enable keys (in plugin order) and sections."""
+
+    enable_keys: Mapping[str, EnableKey]
+    sections: tuple[ConfigSection, ...]
+
+
+def default_contract() -> ConfigContract:
+    """The contract of the default plugin set (built-ins plus installed entry points)."""
+    from butler.plugins import config_contract, default_plugin_manager
+
+    return config_contract(default_plugin_manager())
+
+
+def endpoint_enable_map(value: bool, contract: ConfigContract | None = None) -> dict[str, Any]:
+    """A ``restServerEndpointsEnable`` mapping with every known key set to ``value``."""
     tree: dict[str, Any] = {}
-    for key in ENDPOINT_KEYS:
+    for key in (contract or default_contract()).enable_keys:
         node = tree
         *groups, leaf = key.split(".")
         for group in groups:
@@ -67,103 +132,44 @@ def endpoint_enable_map(value: bool) -> dict[str, Any]:
     return tree
 
 
-LOG_LEVELS = ("silly", "debug", "verbose", "info", "warn", "error")
-
-
-class ConfigError(Exception):
-    """A config problem, already phrased as one line for the admin."""
-
-
-@dataclass(frozen=True)
-class _Section:
-    path: str
-    schema: type[Schema] | None
-    needed: Callable[[Config], bool]
-    many: bool = False
-    string_list: bool = False
-
-
-def _any_enabled(*keys: str) -> Callable[[Config], bool]:
-    return lambda cfg: any(cfg.endpoint_enabled(k) for k in keys)
-
-
-def _flag(path: str) -> Callable[[Config], bool]:
-    return lambda cfg: cfg.get(path) is True
-
-
-def needs_qrs(cfg: Config) -> bool:
-    """Whether an enabled feature starts tasks, so a QRS connection must be configured."""
-    return (
-        cfg.endpoint_enabled("senseStartTask")
-        or cfg.endpoint_enabled("senseAppReload")
-        or cfg.get("scheduler.enable") is True
-    )
-
-
-def needs_engine(cfg: Config) -> bool:
-    """Whether an enabled endpoint talks to the Qlik Sense Engine."""
-    return any(cfg.endpoint_enabled(k) for k in ("senseAppReload", "senseAppDump", "senseListApps"))
-
-
-def _always(cfg: Config) -> bool:
-    return True
-
-
-_SECTIONS: tuple[_Section, ...] = (
-    _Section("restServerConfig", cs.RestServerConfig, _always),
-    _Section("startTaskFilter", cs.StartTaskFilterSection, _always),
-    _Section("cert", cs.CertSection, lambda c: needs_qrs(c) or needs_engine(c)),
-    _Section("configQRS", cs.QrsSection, needs_qrs),
-    _Section("configEngine", cs.EngineSection, needs_engine),
-    _Section("scheduler", cs.SchedulerSection, _always),
-    _Section("keyValueStore", cs.KeyValueStoreSection, _always),
-    _Section("mqttConfig", cs.MqttSection, _flag("mqttConfig.enable")),
-    _Section("fileCopyApprovedDirectories", cs.DirectoryPair, _any_enabled("fileCopy"), many=True),
-    _Section("fileMoveApprovedDirectories", cs.DirectoryPair, _any_enabled("fileMove"), many=True),
-    _Section("fileDeleteApprovedDirectories", None, _any_enabled("fileDelete"), string_list=True),
-    _Section("createDirApprovedDirectories", None, _any_enabled("createDir"), string_list=True),
-    _Section(
-        "slackNotification.restMessage", cs.SlackRestMessage, _any_enabled("slackPostMessage")
-    ),
-    _Section(
-        "thirdPartyToolsCredentials.newRelic",
-        cs.NewRelicAccount,
-        _any_enabled("newRelic.postNewRelicEvent", "newRelic.postNewRelicMetric"),
-        many=True,
-    ),
-    _Section(
-        "restServerEndpointsConfig.newRelic.postNewRelicEvent",
-        cs.NewRelicDestination,
-        _any_enabled("newRelic.postNewRelicEvent"),
-    ),
-    _Section(
-        "restServerEndpointsConfig.newRelic.postNewRelicMetric",
-        cs.NewRelicDestination,
-        _any_enabled("newRelic.postNewRelicMetric"),
-    ),
-)
-
-
 class Config:
     """The validated ``Butler:`` mapping plus where it came from.
 
     Values are plain Python data (dicts, lists, scalars) so plugins can read their own
-    section with :meth:`get` without knowing YAML or marshmallow.
+    section with :meth:`get` without knowing YAML or marshmallow. A ``Config`` built
+    directly is not validated; :meth:`from_mapping` and :func:`load_config` validate.
     """
 
-    def __init__(self, data: Mapping[str, Any], base_dir: Path, path: Path | None = None):
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        base_dir: Path,
+        path: Path | None = None,
+        contract: ConfigContract | None = None,
+    ):
         self._data: dict[str, Any] = dict(data)
         self.base_dir = base_dir
         self.path = path
+        self.contract = contract or default_contract()
         self._enabled = self._read_enable_map()
 
     @classmethod
     def from_mapping(
-        cls, butler: Mapping[str, Any], base_dir: Path, path: Path | None = None
+        cls,
+        butler: Mapping[str, Any],
+        base_dir: Path,
+        path: Path | None = None,
+        contract: ConfigContract | None = None,
+        *,
+        feature_sections: bool = True,
     ) -> Config:
-        """Validate an in-memory ``Butler:`` mapping (what :func:`load_config` does after YAML)."""
-        cfg = cls(copy.deepcopy(dict(butler)), base_dir, path)
-        cfg._validate()
+        """Validate an in-memory ``Butler:`` mapping (what :func:`load_config` does after YAML).
+
+        With ``feature_sections`` false only the sections every Butler has are validated:
+        enough to document the routes of a config that could not connect anywhere.
+        """
+        cfg = cls(copy.deepcopy(dict(butler)), base_dir, path, contract)
+        cfg._validate(feature_sections)
         return cfg
 
     def get(self, dotted: str, default: Any = None) -> Any:
@@ -184,6 +190,13 @@ class Config:
         """Enabled keys, dotted, in the order the config file lists them."""
         return tuple(k for k, v in self._enabled.items() if v)
 
+    def needs(self, service: CoreService) -> bool:
+        """Whether an enabled feature uses ``service`` (the scheduler starts tasks via QRS)."""
+        if service is CoreService.QRS and self.get("scheduler.enable") is True:
+            return True
+        keys = self.contract.enable_keys
+        return any(service in keys[key].needs for key in self.enabled_endpoint_keys if key in keys)
+
     def resolve_path(self, value: str | Path) -> Path:
         """A path from the config, relative ones taken from the config file's folder."""
         candidate = Path(value).expanduser()
@@ -202,7 +215,7 @@ class Config:
             enabled[key] = value is True or (isinstance(value, str) and value.lower() == "true")
         return enabled
 
-    def _validate(self) -> None:
+    def _validate(self, feature_sections: bool) -> None:
         raw_enable = self._data.get("restServerEndpointsEnable")
         if raw_enable is not None and not isinstance(raw_enable, Mapping):
             raise ConfigError("Butler.restServerEndpointsEnable: must be a mapping")
@@ -212,19 +225,20 @@ class Config:
                     f"Butler.restServerEndpointsEnable.{key}: must be true or false, "
                     f"got {_show(value)}"
                 )
-            if key not in ENDPOINT_KEYS:
+            if key not in self.contract.enable_keys:
                 log.debug("Unknown restServerEndpointsEnable key %s ignored", key)
         level = self._data.get("logLevel", "info")
         if level not in LOG_LEVELS:
             raise ConfigError(
                 f"Butler.logLevel: must be one of {', '.join(LOG_LEVELS)}, got {_show(level)}"
             )
-        for section in _SECTIONS:
-            if section.needed(self):
+        for section in self.contract.sections:
+            wanted = section.needed(self) if feature_sections else section.needed is always
+            if wanted:
                 self._validate_section(section)
         self._enabled = self._read_enable_map()
 
-    def _validate_section(self, section: _Section) -> None:
+    def _validate_section(self, section: ConfigSection) -> None:
         raw = self.get(section.path, _MISSING)
         if raw is _MISSING:
             raw = None if (section.many or section.string_list) else {}
@@ -331,7 +345,11 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    contract: ConfigContract | None = None,
+) -> Config:
     """Read, validate and return the config at ``path`` (``ConfigError`` on any problem).
 
     ``overrides`` maps dotted keys to values that replace the file's (command-line options);
@@ -344,7 +362,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     butler = copy.deepcopy(dict(data["Butler"]))
     for dotted, value in (overrides or {}).items():
         _assign(butler, dotted, value)
-    return Config.from_mapping(butler, file.resolve().parent, file.resolve())
+    return Config.from_mapping(butler, file.resolve().parent, file.resolve(), contract)
 
 
 def _assign(root: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,8 +1,10 @@
-"""Marshmallow schemas for the sections of the original Butler config that we use.
+"""Marshmallow schemas for the core's config sections, and the field helpers plugins use.
 
 Each schema validates one section and tolerates keys it does not know (the original's
 config carries many sections for features outside the REST API). Messages are short
 phrases; :mod:`butler.config` prefixes them with the key path and the offending value.
+Plugins build the schemas of their own sections from the same helpers, so every config
+error reads alike.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class ConfigBoolean(fields.Field):
             raise ValidationError("must be true or false") from exc
 
 
-def _str(**kwargs: Any) -> fields.String:
+def config_string(**kwargs: Any) -> fields.String:
     return fields.String(
         error_messages={
             "invalid": "must be a string",
@@ -37,7 +39,7 @@ def _str(**kwargs: Any) -> fields.String:
     )
 
 
-def _int(**kwargs: Any) -> fields.Integer:
+def config_integer(**kwargs: Any) -> fields.Integer:
     return fields.Integer(
         strict=False,
         error_messages={
@@ -49,11 +51,13 @@ def _int(**kwargs: Any) -> fields.Integer:
     )
 
 
-def _port(**kwargs: Any) -> fields.Integer:
-    return _int(validate=validate.Range(1, 65535, error="must be a port number 1-65535"), **kwargs)
+def config_port(**kwargs: Any) -> fields.Integer:
+    return config_integer(
+        validate=validate.Range(1, 65535, error="must be a port number 1-65535"), **kwargs
+    )
 
 
-def _list(inner: fields.Field, **kwargs: Any) -> fields.List:
+def config_list(inner: fields.Field, **kwargs: Any) -> fields.List:
     """A list where ``null`` means empty, as in the original's template."""
     return fields.List(
         inner,
@@ -64,7 +68,7 @@ def _list(inner: fields.Field, **kwargs: Any) -> fields.List:
     )
 
 
-def _nested(schema: type[Schema], **kwargs: Any) -> fields.Nested:
+def config_nested(schema: type[Schema], **kwargs: Any) -> fields.Nested:
     return fields.Nested(
         schema,
         error_messages={
@@ -76,55 +80,61 @@ def _nested(schema: type[Schema], **kwargs: Any) -> fields.Nested:
     )
 
 
-class _Open(Schema):
+class OpenSchema(Schema):
+    """A section schema that keeps keys it does not know (the original's files have many)."""
+
     class Meta:
         unknown = INCLUDE
 
 
-class NameValue(_Open):
-    name = _str(required=True)
-    value = _str(required=True)
+class NameValue(OpenSchema):
+    name = config_string(required=True)
+    value = config_string(required=True)
 
 
-class StaticHeaders(_Open):
-    static = _list(_nested(NameValue))
+class StaticHeaders(OpenSchema):
+    static = config_list(config_nested(NameValue))
 
 
-class TlsSection(_Open):
+class TlsSection(OpenSchema):
     enable = ConfigBoolean(load_default=False)
-    cert = _str(allow_none=True, load_default=None)
-    key = _str(allow_none=True, load_default=None)
-    ca = _str(allow_none=True, load_default=None)
+    cert = config_string(allow_none=True, load_default=None)
+    key = config_string(allow_none=True, load_default=None)
+    ca = config_string(allow_none=True, load_default=None)
 
 
-class RestServerConfig(_Open):
+class RestServerConfig(OpenSchema):
     enable = ConfigBoolean(load_default=True)
-    serverHost = _str(load_default="127.0.0.1")
-    serverPort = _int(
+    serverHost = config_string(load_default="127.0.0.1")
+    serverPort = config_integer(
         validate=validate.Range(0, 65535, error="must be a port number 0-65535 (0 = any free)"),
         load_default=8080,
     )
-    backgroundServerPort = _port(allow_none=True, load_default=None)
-    tls = _nested(TlsSection, load_default=dict)
-    threads = _int(validate=validate.Range(1, 512, error="must be 1-512"), load_default=16)
-    rateLimit = _int(validate=validate.Range(0, error="must be 0 or more"), load_default=0)
-    maxBodyBytes = _int(
+    backgroundServerPort = config_port(allow_none=True, load_default=None)
+    tls = config_nested(TlsSection, load_default=dict)
+    threads = config_integer(
+        validate=validate.Range(1, 512, error="must be 1-512"), load_default=16
+    )
+    rateLimit = config_integer(
+        validate=validate.Range(0, error="must be 0 or more"), load_default=0
+    )
+    maxBodyBytes = config_integer(
         validate=validate.Range(1024, error="must be at least 1024"), load_default=1024 * 1024
     )
 
 
-class CertSection(_Open):
-    clientCert = _str(required=True)
-    clientCertKey = _str(required=True)
-    clientCertCA = _str(allow_none=True, load_default=None)
+class CertSection(OpenSchema):
+    clientCert = config_string(required=True)
+    clientCertKey = config_string(required=True)
+    clientCertCA = config_string(allow_none=True, load_default=None)
 
 
-class QrsSection(_Open):
-    authentication = _str(load_default="certificates")
-    host = _str(required=True)
-    port = _port(load_default=4242)
+class QrsSection(OpenSchema):
+    authentication = config_string(load_default="certificates")
+    host = config_string(required=True)
+    port = config_port(load_default=4242)
     useSSL = ConfigBoolean(load_default=True)
-    headers = _nested(StaticHeaders, load_default=dict)
+    headers = config_nested(StaticHeaders, load_default=dict)
     rejectUnauthorized = ConfigBoolean(load_default=False)
     timeout = fields.Float(
         validate=validate.Range(0.1, 600, error="must be 0.1-600 seconds"),
@@ -133,92 +143,65 @@ class QrsSection(_Open):
     )
 
 
-class EngineSection(_Open):
-    engineVersion = _str(allow_none=True, load_default=None)
-    host = _str(required=True)
-    port = _port(load_default=4747)
+class EngineSection(OpenSchema):
+    engineVersion = config_string(allow_none=True, load_default=None)
+    host = config_string(required=True)
+    port = config_port(load_default=4747)
     useSSL = ConfigBoolean(load_default=True)
-    headers = _nested(StaticHeaders, load_default=dict)
+    headers = config_nested(StaticHeaders, load_default=dict)
     rejectUnauthorized = ConfigBoolean(load_default=False)
 
 
-class SchedulerSection(_Open):
+class SchedulerSection(OpenSchema):
     enable = ConfigBoolean(load_default=False)
-    configfile = _str(load_default="config/schedule.yaml")
+    configfile = config_string(load_default="config/schedule.yaml")
 
 
-class KeyValueStoreSection(_Open):
+class KeyValueStoreSection(OpenSchema):
     enable = ConfigBoolean(load_default=True)
-    maxKeysPerNamespace = _int(
+    maxKeysPerNamespace = config_integer(
         validate=validate.Range(1, error="must be 1 or more"), load_default=1000
     )
-    persistence = _str(
+    persistence = config_string(
         validate=validate.OneOf(("sqlite", "memory"), error="must be sqlite or memory"),
         load_default="sqlite",
     )
-    dbFile = _str(load_default="butler-kv.sqlite")
+    dbFile = config_string(load_default="butler-kv.sqlite")
 
 
-class AzureEventGrid(_Open):
+class AzureEventGrid(OpenSchema):
     enable = ConfigBoolean(load_default=False)
-    clientId = _str(allow_none=True, load_default=None)
-    clientCertFile = _str(allow_none=True, load_default=None)
-    clientKeyFile = _str(allow_none=True, load_default=None)
+    clientId = config_string(allow_none=True, load_default=None)
+    clientCertFile = config_string(allow_none=True, load_default=None)
+    clientKeyFile = config_string(allow_none=True, load_default=None)
 
 
-class MqttTls(_Open):
+class MqttTls(OpenSchema):
     enable = ConfigBoolean(load_default=False)
-    ca = _str(allow_none=True, load_default=None)
-    cert = _str(allow_none=True, load_default=None)
-    key = _str(allow_none=True, load_default=None)
+    ca = config_string(allow_none=True, load_default=None)
+    cert = config_string(allow_none=True, load_default=None)
+    key = config_string(allow_none=True, load_default=None)
     rejectUnauthorized = ConfigBoolean(load_default=True)
 
 
-class MqttSection(_Open):
+class MqttSection(OpenSchema):
     enable = ConfigBoolean(load_default=False)
-    brokerHost = _str(required=True)
-    brokerPort = _port(load_default=1883)
-    username = _str(allow_none=True, load_default=None)
-    password = _str(allow_none=True, load_default=None)
-    tls = _nested(MqttTls, load_default=dict)
-    azureEventGrid = _nested(AzureEventGrid, load_default=dict)
-    subscriptionRootTopic = _str(load_default="qliksense/#")
-    taskStartTopic = _str(load_default="qliksense/start_task")
+    brokerHost = config_string(required=True)
+    brokerPort = config_port(load_default=1883)
+    username = config_string(allow_none=True, load_default=None)
+    password = config_string(allow_none=True, load_default=None)
+    tls = config_nested(MqttTls, load_default=dict)
+    azureEventGrid = config_nested(AzureEventGrid, load_default=dict)
+    subscriptionRootTopic = config_string(load_default="qliksense/#")
+    taskStartTopic = config_string(load_default="qliksense/start_task")
 
 
-class AllowTask(_Open):
-    taskId = _list(_str())
-    tag = _list(_str())
-    customProperty = _list(_nested(NameValue))
+class AllowTask(OpenSchema):
+    taskId = config_list(config_string())
+    tag = config_list(config_string())
+    customProperty = config_list(config_nested(NameValue))
 
 
-class StartTaskFilterSection(_Open):
+class StartTaskFilterSection(OpenSchema):
     enable = ConfigBoolean(load_default=False)
-    allowTask = _nested(AllowTask, load_default=dict)
-
-
-class DirectoryPair(_Open):
-    fromDirectory = _str(required=True)
-    toDirectory = _str(required=True)
-
-
-class NewRelicAccount(_Open):
-    accountName = _str(required=True)
-    insertApiKey = _str(required=True)
-    accountId = _str(required=True)
-
-    def load(self, data: Any, **kwargs: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("accountId"), int):
-            data = {**data, "accountId": str(data["accountId"])}
-        return super().load(data, **kwargs)
-
-
-class NewRelicDestination(_Open):
-    destinationAccount = _list(_str())
-    url = _str(required=True)
-    header = _list(_nested(NameValue))
-    attribute = _nested(StaticHeaders, load_default=dict)
-
-
-class SlackRestMessage(_Open):
-    webhookURL = _str(allow_none=True, load_default=None)
+    allowTask = config_nested(AllowTask, load_default=dict)

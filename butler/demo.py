@@ -16,10 +16,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import requests
 from ruamel.yaml import YAML
 
 from butler.config import ConfigError, endpoint_enable_map, load_config
+from butler.plugins import config_contract
+from butler.runner import serve
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +184,7 @@ def _self_check(url: str) -> bool:
     return started
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from butler.cli import serve
+def run_demo(args: argparse.Namespace, plugin_manager: pluggy.PluginManager) -> int:
     from butler.testing.certs import generate_certificates
     from butler.testing.engine_simulator import EngineSimulator
     from butler.testing.qrs_simulator import QrsSimulator
@@ -200,7 +202,11 @@ def run_demo(args: argparse.Namespace) -> int:
         with config_path.open("w", encoding="utf-8") as handle:
             YAML().dump({"Butler": demo_config(workdir, args.port, qrs.port, engine.port)}, handle)
         try:
-            config = load_config(config_path, {"logLevel": args.loglevel} if args.loglevel else {})
+            config = load_config(
+                config_path,
+                {"logLevel": args.loglevel} if args.loglevel else {},
+                config_contract(plugin_manager),
+            )
         except ConfigError as exc:
             print(f"Config error: {exc}")
             return 2
@@ -216,7 +222,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
                 threading.Thread(target=check_then_stop, daemon=True).start()
 
-        code = serve(config, on_ready=ready)
+        code = serve(config, on_ready=ready, plugin_manager=plugin_manager)
     if temporary:
         shutil.rmtree(workdir, ignore_errors=True)
     return code if outcome["ok"] else 1

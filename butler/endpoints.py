@@ -37,7 +37,8 @@ class Endpoint:
     ``rule`` uses Flask syntax (``/v4/schedules/<scheduleId>/start``). ``body_schema`` is
     applied to a JSON object body; leave it ``None`` for routes that accept several body
     shapes and check the raw body themselves (``ApiRequest.body`` is then the parsed JSON,
-    or ``None`` when the request has no body). ``responses`` maps status codes to short
+    or ``None`` when the request has no body). A schema may be a class or an instance
+    (``ScheduleBody(partial=True)`` for an update). ``responses`` maps status codes to short
     descriptions for the OpenAPI document.
     """
 
@@ -47,8 +48,15 @@ class Endpoint:
     view: View
     summary: str
     tag: str
-    query_schema: type[Schema] | None = None
-    body_schema: type[Schema] | None = None
+    query_schema: type[Schema] | Schema | None = None
+    body_schema: type[Schema] | Schema | None = None
     body_example: Any = None
     responses: Mapping[int, str] = field(default_factory=dict)
     description: str = ""
+
+
+def schema_instance(schema: type[Schema] | Schema | None) -> Schema | None:
+    """The schema object to validate with (classes are instantiated once, at app build)."""
+    if schema is None or isinstance(schema, Schema):
+        return schema
+    return schema()

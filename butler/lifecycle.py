@@ -1,8 +1,9 @@
-"""Build the long-lived services from the config, and start and stop them in order.
+"""Build the long-lived services from the config, then let every plugin add its own.
 
 This is the one place that reads the Qlik-, broker- and store-facing config sections and
 turns them into clients, so plugins receive ready services and never parse connection
-settings themselves.
+settings themselves. A core service is built only when something enabled needs it (the
+enable keys' declared needs, the scheduler, MQTT's task-start topic).
 """
 
 from __future__ import annotations
@@ -10,26 +11,57 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from butler.config import Config, ConfigError, needs_engine, needs_qrs
+import pluggy
+
+from butler.config import Config, ConfigError, CoreService
+from butler.engine import EngineClient
+from butler.kvstore import KvStore, KvStoreError
+from butler.mqtt import AzureEventGrid, MqttService, MqttTls
+from butler.outbound_http import new_session
+from butler.plugins import default_plugin_manager
+from butler.qrs import QrsClient
+from butler.schedules import Scheduler, ScheduleStore
 from butler.services import Services
+from butler.tasks import StartFilter, TaskStarter, Trigger
 
 log = logging.getLogger(__name__)
 
 
-def _static_headers(config: Config, section: str) -> list[tuple[str, str]]:
-    return [(h["name"], h["value"]) for h in config.get(f"{section}.headers.static", [])]
+@dataclass(frozen=True)
+class QlikConnection:
+    """How to reach one Qlik Sense service (QRS or Engine): host, TLS and client certificate.
 
+    Both services share ``Butler.cert`` and the same section layout, so they are read by
+    this one recipe.
+    """
 
-def _cert_paths(config: Config) -> tuple[Path, Path, Path | None]:
-    ca = config.get("cert.clientCertCA")
-    return (
-        config.resolve_path(config.get("cert.clientCert")),
-        config.resolve_path(config.get("cert.clientCertKey")),
-        config.resolve_path(ca) if ca else None,
-    )
+    host: str
+    port: int
+    use_ssl: bool
+    client_cert: Path
+    client_key: Path
+    ca_cert: Path | None
+    reject_unauthorized: bool
+    headers: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def from_config(cls, config: Config, section: str) -> QlikConnection:
+        ca = config.get("cert.clientCertCA")
+        return cls(
+            host=config.get(f"{section}.host"),
+            port=config.get(f"{section}.port"),
+            use_ssl=config.get(f"{section}.useSSL") is True,
+            client_cert=config.resolve_path(config.get("cert.clientCert")),
+            client_key=config.resolve_path(config.get("cert.clientCertKey")),
+            ca_cert=config.resolve_path(ca) if ca else None,
+            reject_unauthorized=config.get(f"{section}.rejectUnauthorized") is True,
+            headers=tuple(
+                (h["name"], h["value"]) for h in config.get(f"{section}.headers.static", [])
+            ),
+        )
 
 
 @contextmanager
@@ -41,97 +73,79 @@ def _certificate_errors_as_config_errors(section: str) -> Iterator[None]:
         raise ConfigError(f"Butler.cert (used by Butler.{section}): {exc}") from None
 
 
-def build_qrs(config: Config) -> Any:
-    from butler.qrs import QrsClient
-
-    cert, key, ca = _cert_paths(config)
+def build_qrs(config: Config) -> QrsClient:
+    qlik = QlikConnection.from_config(config, "configQRS")
     with _certificate_errors_as_config_errors("configQRS"):
         return QrsClient(
-            host=config.get("configQRS.host"),
-            port=int(config.get("configQRS.port", 4242)),
-            use_ssl=config.get("configQRS.useSSL", True) is True,
-            client_cert=cert,
-            client_key=key,
-            ca_cert=ca,
-            reject_unauthorized=config.get("configQRS.rejectUnauthorized") is True,
-            static_headers=_static_headers(config, "configQRS"),
-            read_timeout=float(config.get("configQRS.timeout", 30.0)),
+            host=qlik.host,
+            port=qlik.port,
+            use_ssl=qlik.use_ssl,
+            client_cert=qlik.client_cert,
+            client_key=qlik.client_key,
+            ca_cert=qlik.ca_cert,
+            reject_unauthorized=qlik.reject_unauthorized,
+            static_headers=qlik.headers,
+            read_timeout=config.get("configQRS.timeout"),
         )
 
 
-def build_engine(config: Config) -> Any:
-    from butler.engine import EngineClient
-
-    cert, key, ca = _cert_paths(config)
+def build_engine(config: Config) -> EngineClient:
+    qlik = QlikConnection.from_config(config, "configEngine")
     with _certificate_errors_as_config_errors("configEngine"):
         return EngineClient(
-            host=config.get("configEngine.host"),
-            port=int(config.get("configEngine.port", 4747)),
-            use_ssl=config.get("configEngine.useSSL", True) is True,
-            client_cert=cert,
-            client_key=key,
-            ca_cert=ca,
-            reject_unauthorized=config.get("configEngine.rejectUnauthorized") is True,
-            static_headers=dict(_static_headers(config, "configEngine")),
+            host=qlik.host,
+            port=qlik.port,
+            use_ssl=qlik.use_ssl,
+            client_cert=qlik.client_cert,
+            client_key=qlik.client_key,
+            ca_cert=qlik.ca_cert,
+            reject_unauthorized=qlik.reject_unauthorized,
+            static_headers=dict(qlik.headers),
         )
 
 
-def build_kv_store(config: Config) -> Any:
-    from butler.kvstore import KvStore, KvStoreError
-
-    persistent = config.get("keyValueStore.persistence", "sqlite") == "sqlite"
+def build_kv_store(config: Config) -> KvStore:
+    persistent = config.get("keyValueStore.persistence") == "sqlite"
     path = config.resolve_path(config.get("keyValueStore.dbFile")) if persistent else None
     try:
-        return KvStore(path, int(config.get("keyValueStore.maxKeysPerNamespace", 1000)))
+        return KvStore(path, config.get("keyValueStore.maxKeysPerNamespace"))
     except KvStoreError as exc:
         raise ConfigError(f"Butler.keyValueStore.dbFile: {exc}") from None
 
 
-def build_services(config: Config) -> Services:
+def build_services(config: Config, plugin_manager: pluggy.PluginManager | None = None) -> Services:
     """Construct every service the config switches on (nothing is started yet)."""
-    from butler.outbound import new_session
-    from butler.tasks import StartFilter, TaskStarter
-
-    services = Services(config=config)
-    services.extras["http"] = new_session()
-    if config.endpoint_enabled("keyValueStore"):
+    services = Services(config=config, http=new_session())
+    if config.needs(CoreService.KV_STORE):
         services.kv_store = build_kv_store(config)
     mqtt_trigger = config.get("mqttConfig.enable") is True and bool(
         config.get("configQRS.host") and config.get("cert.clientCert")
     )
-    if needs_qrs(config) or mqtt_trigger:
+    if config.needs(CoreService.QRS) or mqtt_trigger:
         services.qrs = build_qrs(config)
         services.task_starter = TaskStarter(
-            services.qrs,
-            StartFilter.from_config(config.get("startTaskFilter")),
-            services.kv_store,
+            services.qrs, StartFilter.from_config(config.get("startTaskFilter")), services.kv_store
         )
-        starter = services.task_starter
-        services.extras["start_tasks"] = lambda ids: starter.start_ids(ids, trigger="app reload")
-    if needs_engine(config):
+    if config.needs(CoreService.ENGINE):
         services.engine = build_engine(config)
     if config.get("scheduler.enable") is True:
         services.scheduler = build_scheduler(config, services)
     if config.get("mqttConfig.enable") is True:
-        services.mqtt = build_mqtt(config, services)
+        services.mqtt = build_mqtt(config)
+    pm = plugin_manager or default_plugin_manager()
+    pm.hook.butler_services(config=config, services=services)
     return services
 
 
-def build_scheduler(config: Config, services: Services) -> Any:
-    from butler.schedule_store import ScheduleStore
-    from butler.scheduler import Scheduler
-
+def build_scheduler(config: Config, services: Services) -> Scheduler:
     starter = services.task_starter
     if starter is None:
         raise ConfigError("Butler.scheduler.enable: the scheduler needs Butler.configQRS and cert")
     store = ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
-    return Scheduler(store, lambda ids: starter.start_ids(ids, trigger="schedule"))
+    return Scheduler(store, lambda ids: starter.start_ids(ids, Trigger.schedule()))
 
 
-def build_mqtt(config: Config, services: Services) -> Any:
-    from butler.mqtt import AzureEventGrid, MqttService, MqttTls
-    from butler.tasks import parse_mqtt_payload
-
+def build_mqtt(config: Config) -> MqttService:
     section = config.get("mqttConfig")
     tls_cfg = section.get("tls") or {}
     tls = None
@@ -150,22 +164,13 @@ def build_mqtt(config: Config, services: Services) -> Any:
             cert_file=config.resolve_path(azure_cfg["clientCertFile"]),
             key_file=config.resolve_path(azure_cfg["clientKeyFile"]),
         )
-    starter = services.task_starter
-
-    def on_task_start(payload: bytes) -> None:
-        if starter is None:
-            log.warning("MQTT task start ignored: no QRS connection configured")
-            return
-        starter.start(parse_mqtt_payload(payload), trigger="MQTT")
-
     return MqttService(
         host=section["brokerHost"],
-        port=int(section["brokerPort"]),
-        username=section.get("username"),
-        password=section.get("password"),
+        port=section["brokerPort"],
+        username=section["username"],
+        password=section["password"],
         tls=tls,
         azure_event_grid=azure,
-        subscription_root_topic=section.get("subscriptionRootTopic"),
-        task_start_topic=section.get("taskStartTopic"),
-        on_task_start=on_task_start,
+        subscription_root_topic=section["subscriptionRootTopic"],
+        task_start_topic=section["taskStartTopic"],
     )

@@ -88,7 +88,6 @@ class MqttService:
         azure_event_grid: AzureEventGrid | None = None,
         subscription_root_topic: str | None = "qliksense/#",
         task_start_topic: str | None = "qliksense/start_task",
-        on_task_start: Callable[[bytes], None] | None = None,
         keepalive: int = 60,
         reconnect_min_delay: int = 1,
         reconnect_max_delay: int = 30,
@@ -97,7 +96,7 @@ class MqttService:
         self.port = port
         self.subscription_root_topic = subscription_root_topic or None
         self.task_start_topic = task_start_topic or None
-        self._on_task_start = on_task_start
+        self._on_task_start: Callable[[bytes], None] | None = None
         self._keepalive = keepalive
         if azure_event_grid is not None:
             client_id = azure_event_grid.client_id
@@ -138,6 +137,14 @@ class MqttService:
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
         self._client = client
+
+    def set_task_start_handler(self, handler: Callable[[bytes], None]) -> None:
+        """Who handles task-start messages (set before :meth:`start`; without one they drop).
+
+        The handler runs on the MQTT service's own worker thread, never on paho's network
+        thread, and an exception it raises is logged, not fatal.
+        """
+        self._on_task_start = handler
 
     @property
     def connected(self) -> bool:

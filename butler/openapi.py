@@ -15,6 +15,7 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, jsonify, send_from_directory
+from marshmallow import Schema
 
 from butler import __version__
 from butler.endpoints import Endpoint
@@ -30,9 +31,21 @@ def openapi_path(rule: str) -> str:
     return _PATH_PARAM.sub(r"{\1}", rule)
 
 
+def schema_name(schema: type[Schema] | Schema) -> str:
+    """Component name of a schema: its class name; a partial body is ``<Name>Changes``.
+
+    ``ScheduleBody(partial=True)`` documents as ``ScheduleChanges``: the same fields, none
+    required, which is what an update body is.
+    """
+    if isinstance(schema, Schema):
+        name = type(schema).__name__
+        return name.removesuffix("Body") + "Changes" if schema.partial is True else name
+    return schema.__name__
+
+
 def build_openapi(endpoints: Iterable[Endpoint], server_url: str | None = None) -> dict[str, Any]:
     """The OpenAPI 3.0 document for ``endpoints``."""
-    marshmallow_plugin = MarshmallowPlugin()
+    marshmallow_plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
     spec = APISpec(
         title=TITLE,
         version=__version__,

@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import string
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from butler import __version__
 from butler.errors import ApiError, UpstreamError, UpstreamTimeout
+from butler.guid import normalise_guid
 
 __all__ = [
     "DEFAULT_STATIC_HEADERS",
@@ -46,7 +48,6 @@ DEFAULT_STATIC_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Qlik-User", "UserDirectory=Internal;UserId=sa_repository"),
 )
 _XRFKEY_ALPHABET = string.ascii_letters + string.digits
-_GUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Keep the encoded filter well under the 8 KB URL limits of IIS/http.sys in front of QRS.
 _MAX_ENCODED_FILTER = 6000
 _BODY_LOG_LIMIT = 2000
@@ -150,11 +151,7 @@ class QrsClient:
             if reject_unauthorized:
                 self._verify = str(_existing(ca_cert, "CA certificate")) if ca_cert else True
             else:
-                warnings.filterwarnings(
-                    "ignore",
-                    message=f"Unverified HTTPS request .* host '{re.escape(bare_host)}'",
-                    category=InsecureRequestWarning,
-                )
+                _quiet_unverified_warning(bare_host)
         session.verify = self._verify
         self._session = session
         _log.info(
@@ -315,11 +312,32 @@ class QrsClient:
 def _guids(ids: Iterable[str]) -> list[str]:
     unique: dict[str, None] = {}
     for task_id in ids:
-        lowered = str(task_id).strip().lower()
-        if not _GUID_RE.fullmatch(lowered):
-            raise ValueError(f"not a task id (GUID): {task_id!r}")
-        unique[lowered] = None
+        try:
+            unique[normalise_guid(task_id)] = None
+        except ValueError:
+            raise ValueError(f"not a task id (GUID): {task_id!r}") from None
     return list(unique)
+
+
+_quieted_hosts: set[str] = set()
+_quieted_lock = threading.Lock()
+
+
+def _quiet_unverified_warning(host: str) -> None:
+    """Silence urllib3's per-request warning for a QRS host the config says not to verify.
+
+    The start-up log already says the server is not verified; one filter per host (not
+    per client) keeps the process-wide warning filter list from growing.
+    """
+    with _quieted_lock:
+        if host in _quieted_hosts:
+            return
+        _quieted_hosts.add(host)
+        warnings.filterwarnings(
+            "ignore",
+            message=f"Unverified HTTPS request .* host '{re.escape(host)}'",
+            category=InsecureRequestWarning,
+        )
 
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from flask import Flask
+
 log = logging.getLogger(__name__)
 
 
@@ -123,17 +125,20 @@ class CherootTlsServer:
 
 
 def build_server(
-    app: Any,
+    app: Flask,
     host: str,
     port: int,
     *,
     threads: int = 16,
-    max_body: int = 1024 * 1024,
     tls: TlsFiles | None = None,
 ) -> ServerHandle:
-    """Bind a server for ``app``; TLS files that cannot be read fail here, before serving."""
+    """Bind a server for ``app``; TLS files that cannot be read fail here, before serving.
+
+    The body cap comes from the app (``restServerConfig.maxBodyBytes``), so the server and
+    the app's 413 answer cannot disagree.
+    """
     if tls is None:
-        return WaitressServer(app, host, port, threads, max_body)
+        return WaitressServer(app, host, port, threads, app.config["MAX_CONTENT_LENGTH"])
     for label, path in (("cert", tls.cert), ("key", tls.key), ("CA", tls.ca)):
         if path is not None and not Path(path).is_file():
             raise OSError(f"REST API TLS {label} file could not be loaded ({path})")

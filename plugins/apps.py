@@ -4,32 +4,33 @@ A reload answers as soon as the app is open and the reload has started (the orig
 contract, which load scripts rely on); the reload itself runs in a thread owned by the
 Engine client, so a long reload never holds up other API calls. When it ends, the task
 chain for its outcome is started through the core's task starter
-(``services.extras["start_tasks"]``), which applies the start-task filter like every other
-trigger. ``?wait=true`` is our addition for callers that want the outcome in the answer.
+(``services.task_starter``), which applies the start-task filter like every other trigger.
+``?wait=true`` is our addition for callers that want the outcome in the answer.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, post_load, validate
 
+from butler.config import Config, CoreService, EnableKey
 from butler.endpoints import ApiRequest, Endpoint
 from butler.engine import EngineClient, ReloadOutcome
 from butler.errors import ApiError, FeatureUnavailable
 from butler.fields import LoadScriptBoolean, LoadScriptInteger, StringList
 from butler.hookspecs import hookimpl
+from butler.services import Services
+from butler.tasks import StartsTasks, Trigger
 
 log = logging.getLogger(__name__)
 
 TAG = "Qlik Sense apps"
 ENGINE_MISSING = "The Qlik Sense Engine is not configured (Butler.configEngine)"
 STARTER_MISSING = "Starting tasks after a reload needs the QRS connection (Butler.configQRS)"
-
-StartTasks = Callable[[Sequence[str]], Mapping[str, str]]
 
 
 class ReloadBody(Schema):
@@ -68,7 +69,7 @@ class ReloadQuery(Schema):
     )
 
 
-def _engine(services: Any) -> EngineClient:
+def _engine(services: Services) -> EngineClient:
     engine: EngineClient | None = services.engine
     if engine is None:
         raise FeatureUnavailable(ENGINE_MISSING)
@@ -76,13 +77,13 @@ def _engine(services: Any) -> EngineClient:
 
 
 def _start_chain(
-    starter: StartTasks | None, ids: Sequence[str], outcome: ReloadOutcome
+    starter: StartsTasks | None, ids: Sequence[str], outcome: ReloadOutcome
 ) -> dict[str, str]:
     """Start the task chain for a finished reload; report an outcome per task id."""
     if not ids or outcome.result == "aborted" or starter is None:
         return {}
     try:
-        started = dict(starter(ids))
+        started = dict(starter.start_ids(ids, Trigger.chain(outcome.app_id)))
     except ApiError as exc:
         log.error("Tasks after reload of app %s not started: %s", outcome.app_id, exc.message)
         return {task_id: "failed" for task_id in ids}
@@ -94,14 +95,24 @@ def _start_chain(
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    engine = frozenset({CoreService.ENGINE})
+    return [
+        EnableKey("senseAppReload", needs=engine | {CoreService.QRS}),
+        EnableKey("senseAppDump", needs=engine),
+        EnableKey("senseListApps", needs=engine),
+    ]
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def reload_app(call: ApiRequest) -> Any:
         engine = _engine(services)
         app_id = call.path["appId"]
         body = call.body
         on_success: list[str] = body["startQSEoWTaskOnSuccess"]
         on_failure: list[str] = body["startQSEoWTaskOnFailure"]
-        starter: StartTasks | None = services.extras.get("start_tasks")
+        starter = services.task_starter
         if (on_success or on_failure) and starter is None:
             raise FeatureUnavailable(STARTER_MISSING)
 

@@ -6,9 +6,11 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
+from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import BadRequest
 from butler.hookspecs import hookimpl
+from butler.services import Services
 
 BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BASE16 = "0123456789abcdef"
@@ -42,7 +44,12 @@ class Base16Query(Schema):
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey("base62ToBase16"), EnableKey("base16ToBase62")]
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def to_base16(call: ApiRequest) -> Any:
         value = call.query["base62"]
         try:

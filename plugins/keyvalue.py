@@ -14,11 +14,13 @@ from typing import Any
 from flask import Response
 from marshmallow import EXCLUDE, Schema
 
+from butler.config import Config, CoreService, EnableKey
 from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import BadRequest, FeatureUnavailable
 from butler.fields import LoadScriptNumber, LoadScriptString
 from butler.hookspecs import hookimpl
 from butler.kvstore import KvEntry, KvStore, parse_ttl
+from butler.services import Services
 
 TAG = "Key-value store"
 ENABLE_KEY = "keyValueStore"
@@ -81,7 +83,12 @@ def _no_content() -> Response:
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey(ENABLE_KEY, needs=frozenset({CoreService.KV_STORE}))]
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def store() -> KvStore:
         kv: KvStore | None = services.kv_store
         if kv is None:

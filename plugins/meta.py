@@ -1,18 +1,28 @@
-"""Meta endpoints: liveness ping and the list of enabled endpoints."""
+"""Meta endpoints: liveness ping, the enabled endpoints, and the loaded plugins."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
+
 from butler import __version__
+from butler.app import loaded_plugins
+from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint
 from butler.hookspecs import hookimpl
+from butler.services import Services
 
 TAG = "Butler"
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey("apiListEnabledEndpoints"), EnableKey("butlerping"), EnableKey("plugins")]
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     # Leaf names without group prefix, as the original lists them; computed once.
     enabled = [key.rsplit(".", 1)[-1] for key in config.enabled_endpoint_keys]
 
@@ -21,6 +31,9 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
 
     def endpoints_enabled(call: ApiRequest) -> Any:
         return enabled
+
+    def plugins(call: ApiRequest) -> Any:
+        return [plugin.to_json() for plugin in loaded_plugins(current_app)]
 
     return [
         Endpoint(
@@ -41,5 +54,19 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
             description="Names are the leaf keys of Butler.restServerEndpointsEnable.",
             tag=TAG,
             responses={200: "Array of enabled endpoint names"},
+        ),
+        Endpoint(
+            enable_key="plugins",
+            method="GET",
+            rule="/v4/plugins",
+            view=plugins,
+            summary="List the loaded plugins, their versions and the endpoints each serves",
+            description=(
+                "Built-in plugins first. Each entry: name, version, builtin, the hooks it "
+                "implements, the enable keys it declares and the endpoints it serves in this "
+                "config (method and path)."
+            ),
+            tag=TAG,
+            responses={200: "Array of plugins"},
         ),
     ]

@@ -12,12 +12,15 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, validate
 
+from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptBoolean, LoadScriptInteger, LoadScriptString
 from butler.hookspecs import hookimpl
+from butler.services import Services
 
 TAG = "MQTT"
+ENABLE_KEY = "mqttPublishMessage"
 PUBLISH_TIMEOUT = 5.0
 
 
@@ -36,7 +39,12 @@ class PublishBody(Schema):
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey(ENABLE_KEY)]
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def publish(call: ApiRequest) -> Any:
         mqtt = services.mqtt
         if mqtt is None:
@@ -55,7 +63,7 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
 
     return [
         Endpoint(
-            enable_key="mqttPublishMessage",
+            enable_key=ENABLE_KEY,
             method="PUT",
             rule="/v4/mqttpublishmessage",
             view=publish,

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Response
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, validate
 
+from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptString, StringList
@@ -27,6 +28,7 @@ from butler.schedule_store import (
     check_timezone,
 )
 from butler.scheduler import Scheduler
+from butler.services import Services
 
 TAG = "Scheduler"
 DISABLED = "The scheduler is disabled: set Butler.scheduler.enable to true to use this endpoint"
@@ -115,8 +117,24 @@ class ScheduleQuery(Schema):
     id = LoadScriptString(metadata={"description": "Schedule id; omit to list all schedules"})
 
 
+ENABLE_KEYS = (
+    "scheduler.createNewSchedule",
+    "scheduler.getSchedule",
+    "scheduler.getScheduleStatusAll",
+    "scheduler.updateSchedule",
+    "scheduler.deleteSchedule",
+    "scheduler.startSchedule",
+    "scheduler.stopSchedule",
+)
+
+
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey(key) for key in ENABLE_KEYS]
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def scheduler() -> Scheduler:
         found: Scheduler | None = services.scheduler
         if found is None:

@@ -2,25 +2,79 @@
 
 The original swallowed Slack's errors and always answered 201; here 201 means Slack took
 the message, and Slack's refusal comes back as 502 with its answer (never the webhook URL,
-which is itself the credential).
+which is itself the credential: it is registered as a secret of the outbound session so
+urllib3's debug lines never show it either).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from marshmallow import EXCLUDE, Schema
 
+from butler.config import Config, ConfigSection, EnableKey, when_enabled
+from butler.config_schema import OpenSchema, config_string
 from butler.endpoints import ApiRequest, Endpoint
-from butler.errors import FeatureUnavailable
+from butler.errors import FeatureUnavailable, UpstreamError, UpstreamTimeout
 from butler.fields import LoadScriptString
 from butler.hookspecs import hookimpl
-from butler.outbound import SLACK_TIMEOUT, post_slack, slack_payload, timeout_setting
+from butler.outbound_http import OutboundSession, failure_kind, short_answer, timeout_setting
+from butler.services import Services
+
+log = logging.getLogger(__name__)
 
 TAG = "Slack"
-WEBHOOK_KEY = "slackNotification.restMessage.webhookURL"
-TIMEOUT_KEY = "slackNotification.restMessage.timeout"
+ENABLE_KEY = "slackPostMessage"
+SECTION = "slackNotification.restMessage"
+WEBHOOK_KEY = f"{SECTION}.webhookURL"
+TIMEOUT_KEY = f"{SECTION}.timeout"
+SLACK_TIMEOUT = 10.0
+"""The original had no timeout; 10 s keeps a stuck webhook from holding a worker."""
+
+
+class SlackRestMessage(OpenSchema):
+    webhookURL = config_string(allow_none=True, load_default=None)
+
+
+def slack_payload(
+    channel: str, from_user: str, msg: str, emoji: str | None = None
+) -> dict[str, Any]:
+    """The original's message shape: one plain-text section block."""
+    payload: dict[str, Any] = {"username": from_user, "channel": channel}
+    if emoji is not None:
+        payload["icon_emoji"] = emoji
+    payload["blocks"] = [{"type": "section", "text": {"type": "plain_text", "text": msg}}]
+    return payload
+
+
+def post_slack(
+    session: OutboundSession,
+    webhook_url: str,
+    payload: Mapping[str, Any],
+    timeout: float = SLACK_TIMEOUT,
+) -> None:
+    """POST ``payload`` as JSON to a Slack incoming webhook; raise unless Slack took it."""
+    parts = urlsplit(webhook_url)
+    host = parts.hostname or "?"
+    session.add_secret(parts.path)
+    session.add_secret(parts.query)
+    try:
+        response = session.post(webhook_url, json=dict(payload), timeout=timeout)
+    except requests.Timeout:
+        log.warning("Slack webhook at %s did not answer within %g s", host, timeout)
+        raise UpstreamTimeout(f"Slack did not answer within {timeout:g} s") from None
+    except requests.RequestException as exc:
+        log.warning("Slack webhook at %s could not be reached: %s", host, failure_kind(exc))
+        raise UpstreamError(f"Slack could not be reached: {failure_kind(exc)}") from None
+    if not 200 <= response.status_code < 300:
+        answer = short_answer(response.text)
+        log.warning("Slack refused the message: %s %s", response.status_code, answer)
+        raise UpstreamError(f"Slack refused the message: {response.status_code} {answer}")
+    log.info("Slack message posted to channel %s", payload.get("channel"))
 
 
 class SlackBody(Schema):
@@ -33,7 +87,7 @@ class SlackBody(Schema):
     emoji = LoadScriptString()
 
 
-def _webhook_url(config: Any) -> str:
+def _webhook_url(config: Config) -> str:
     url = config.get(WEBHOOK_KEY)
     if not isinstance(url, str) or not url.strip():
         raise FeatureUnavailable(f"Slack is not configured: set Butler.{WEBHOOK_KEY}")
@@ -43,10 +97,20 @@ def _webhook_url(config: Any) -> str:
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey(ENABLE_KEY)]
+
+
+@hookimpl
+def butler_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(SECTION, SlackRestMessage, when_enabled(ENABLE_KEY))]
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def post_message(call: ApiRequest) -> Any:
         url = _webhook_url(config)
-        session = services.extras.get("http")
+        session = services.http
         if session is None:
             raise FeatureUnavailable("Outbound HTTP is not set up in this Butler instance")
         body = call.body
@@ -57,7 +121,7 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
 
     return [
         Endpoint(
-            enable_key="slackPostMessage",
+            enable_key=ENABLE_KEY,
             method="PUT",
             rule="/v4/slackpostmessage",
             view=post_message,

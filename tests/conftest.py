@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from butler.app import create_app
 from butler.config import Config, endpoint_enable_map
+from butler.lifecycle import build_services
 from butler.server import ServerHandle, TlsFiles, build_server
+from butler.services import Services
 from tests.fixtures.qrs import qrs_certs, qrs_client, qrs_simulator
 
 __all__ = ["qrs_certs", "qrs_client", "qrs_simulator"]
@@ -56,6 +60,25 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
         return Config.from_mapping(deep_merge(BASE_CONFIG, butler or {}), tmp_path)
 
     return factory
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[[Config], Flask]]:
+    """Factory: the app of ``config`` with its services built (not started) as ``run`` does.
+
+    Building is where plugins read their settings (and refuse bad ones), so tests of
+    start-up behaviour use this instead of a bare ``create_app``.
+    """
+    built: list[Services] = []
+
+    def factory(config: Config) -> Flask:
+        services = build_services(config)
+        built.append(services)
+        return create_app(config, services)
+
+    yield factory
+    for services in built:
+        services.stop()
 
 
 @pytest.fixture

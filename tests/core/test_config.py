@@ -2,7 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from butler.config import ENDPOINT_KEYS, ConfigError, load_config
+from butler.config import ConfigError, default_contract, load_config
+
+ENDPOINT_KEYS = tuple(default_contract().enable_keys)
 
 DATA = Path(__file__).parent.parent / "data"
 

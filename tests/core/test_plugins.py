@@ -5,7 +5,7 @@ import pytest
 
 from butler import hookspecs
 from butler.app import create_app, mounted_endpoints
-from butler.config import ENDPOINT_KEYS, endpoint_enable_map
+from butler.config import default_contract, endpoint_enable_map
 from butler.plugins import BUILTIN_PLUGINS, get_plugin_manager
 from tests.conftest import QLIK_PLACEHOLDERS
 
@@ -40,7 +40,7 @@ def test_every_endpoint_key_is_served_by_some_plugin(make_config):
         {**QLIK_PLACEHOLDERS, "restServerEndpointsEnable": endpoint_enable_map(True)}
     )
     served = {ep.enable_key for ep in mounted_endpoints(create_app(config))}
-    assert served == set(ENDPOINT_KEYS)
+    assert served == set(default_contract().enable_keys)
 
 
 def test_disabled_keys_mount_nothing(make_config):

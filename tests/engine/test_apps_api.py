@@ -13,6 +13,7 @@ from butler.app import create_app
 from butler.engine import DUMP_KEYS, EngineClient
 from butler.errors import UpstreamError
 from butler.services import Services
+from butler.tasks import Trigger
 from butler.testing.certs import CertPaths
 from butler.testing.engine_catalogue import demo_apps
 from butler.testing.engine_simulator import EngineSimulator
@@ -33,7 +34,7 @@ class FakeStarter:
         self._calls: list[list[str]] = []
         self._changed = threading.Condition()
 
-    def __call__(self, task_ids: Sequence[str]) -> Mapping[str, str]:
+    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> Mapping[str, str]:
         with self._changed:
             self._calls.append(list(task_ids))
             self._changed.notify_all()
@@ -68,7 +69,7 @@ def serve(
     """Factory: Butler's base URL, with the given Engine client (default: the simulator's)."""
     clients: list[EngineClient] = []
 
-    def factory(engine: EngineClient | str | None = "simulator", **extras: Any) -> str:
+    def factory(engine: EngineClient | str | None = "simulator", start_tasks: Any = starter) -> str:
         config = make_config(
             {
                 "restServerEndpointsEnable": ENABLED,
@@ -80,7 +81,7 @@ def serve(
             engine = make_engine_client(engine_simulator.port, engine_certs)
         if isinstance(engine, EngineClient):
             clients.append(engine)
-        services = Services(config=config, engine=engine, extras={"start_tasks": starter, **extras})
+        services = Services(config=config, engine=engine, task_starter=start_tasks)
         return live_server(create_app(config, services))
 
     yield factory  # type: ignore[misc]

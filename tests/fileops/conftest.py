@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 import requests
 
-from butler.app import create_app
-
 
 @dataclass
 class Sandbox:
@@ -129,9 +127,12 @@ def sandbox_config(root: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def sandbox(
-    tmp_path: Path, make_config: Callable[..., Any], live_server: Callable[..., str]
+    tmp_path: Path,
+    make_config: Callable[..., Any],
+    make_app: Callable[..., Any],
+    live_server: Callable[..., str],
 ) -> Sandbox:
     root = tmp_path / "sandbox"
     build_tree(root)
-    app = create_app(make_config(sandbox_config(root)))
+    app = make_app(make_config(sandbox_config(root)))
     return Sandbox(root, live_server(app))

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 import requests
 
-from butler.app import create_app
 from butler.config import ConfigError, load_config
-from butler.fileops import FileOperations
-from butler_plugins.file_ops import build_file_operations
+from butler_plugins.file_ops.operations import FileOperations
+from butler_plugins.file_ops.settings import build_file_operations
 from tests.fileops.conftest import Sandbox, build_tree, sandbox_config
 
 
@@ -264,11 +263,14 @@ def test_createdirqvd_missing_directory_is_400(sandbox: Sandbox) -> None:
 
 
 def test_disabled_endpoints_are_404(
-    tmp_path: Path, make_config: Callable[..., Any], live_server: Callable[..., str]
+    tmp_path: Path,
+    make_config: Callable[..., Any],
+    make_app: Callable[..., Any],
+    live_server: Callable[..., str],
 ) -> None:
     settings = sandbox_config(tmp_path)
     settings["restServerEndpointsEnable"] = {"fileCopy": True}
-    url = live_server(create_app(make_config(settings)))
+    url = live_server(make_app(make_config(settings)))
     for method, route in [
         ("PUT", "/v4/filemove"),
         ("DELETE", "/v4/filedelete"),
@@ -280,14 +282,17 @@ def test_disabled_endpoints_are_404(
 
 
 def test_no_approvals_refuse_everything(
-    tmp_path: Path, make_config: Callable[..., Any], live_server: Callable[..., str]
+    tmp_path: Path,
+    make_config: Callable[..., Any],
+    make_app: Callable[..., Any],
+    live_server: Callable[..., str],
 ) -> None:
     build_tree(tmp_path / "s")
     settings = sandbox_config(tmp_path / "s")
     settings["fileCopyApprovedDirectories"] = None
     settings["fileDeleteApprovedDirectories"] = None
     del settings["configDirectories"]
-    url = live_server(create_app(make_config(settings)))
+    url = live_server(make_app(make_config(settings)))
     approved = tmp_path / "s" / "approved"
     body = {"fromFile": str(approved / "from" / "a.qvd"), "toFile": str(approved / "to" / "n")}
     response = requests.put(f"{url}/v4/filecopy", json=body, timeout=5)
@@ -304,7 +309,10 @@ def test_no_approvals_refuse_everything(
 
 
 def test_relative_config_dirs_resolve_against_the_config_folder(
-    tmp_path: Path, make_config: Callable[..., Any], live_server: Callable[..., str]
+    tmp_path: Path,
+    make_config: Callable[..., Any],
+    make_app: Callable[..., Any],
+    live_server: Callable[..., str],
 ) -> None:
     (tmp_path / "qvd").mkdir()
     (tmp_path / "del").mkdir()
@@ -314,7 +322,7 @@ def test_relative_config_dirs_resolve_against_the_config_folder(
         "configDirectories": {"qvdPath": "qvd"},
         "fileDeleteApprovedDirectories": ["del"],
     }
-    url = live_server(create_app(make_config(settings)))
+    url = live_server(make_app(make_config(settings)))
     response = requests.post(f"{url}/v4/createdirqvd", json={"directory": "new"}, timeout=5)
     assert response.status_code == 201
     assert (tmp_path / "qvd" / "new").is_dir()
@@ -325,12 +333,13 @@ def test_relative_config_dirs_resolve_against_the_config_folder(
 def test_unrestricted_createdir_warns_at_start_up(
     tmp_path: Path,
     make_config: Callable[..., Any],
+    make_app: Callable[..., Any],
     live_server: Callable[..., str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = {"restServerEndpointsEnable": {"createDir": True}}
     with caplog.at_level(logging.WARNING):
-        app = create_app(make_config(settings))
+        app = make_app(make_config(settings))
     assert any("createDirApprovedDirectories" in r.getMessage() for r in caplog.records)
     url = live_server(app)
     target = tmp_path / "anywhere" / "deep"
@@ -340,14 +349,17 @@ def test_unrestricted_createdir_warns_at_start_up(
 
 
 def test_restricted_createdir_does_not_warn(
-    tmp_path: Path, make_config: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    make_config: Callable[..., Any],
+    make_app: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = {
         "restServerEndpointsEnable": {"createDir": True},
         "createDirApprovedDirectories": [str(tmp_path)],
     }
     with caplog.at_level(logging.WARNING):
-        create_app(make_config(settings))
+        make_app(make_config(settings))
     assert not any("createDirApprovedDirectories" in r.getMessage() for r in caplog.records)
 
 
@@ -374,15 +386,18 @@ def test_the_original_template_config_builds() -> None:
 
 def test_a_bad_approved_folder_stops_start_up_naming_the_key(
     make_config: Callable[..., Any],
+    make_app: Callable[..., Any],
 ) -> None:
     settings = {
         "restServerEndpointsEnable": {"fileDelete": True},
         "fileDeleteApprovedDirectories": ["/ok", "//server/share"],
     }
     with pytest.raises(ConfigError, match=r"^Butler\.fileDeleteApprovedDirectories\.1: UNC"):
-        create_app(make_config(settings))
+        make_app(make_config(settings))
 
 
-def test_settings_of_disabled_endpoints_are_not_read(make_config: Callable[..., Any]) -> None:
+def test_settings_of_disabled_endpoints_are_not_read(
+    make_config: Callable[..., Any], make_app: Callable[..., Any]
+) -> None:
     settings = {"fileDeleteApprovedDirectories": ["//server/share"]}
-    assert create_app(make_config(settings)) is not None
+    assert make_app(make_config(settings)) is not None

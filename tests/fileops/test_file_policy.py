@@ -7,7 +7,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 import pytest
 
 from butler.errors import BadRequest, Forbidden
-from butler.file_policy import CheckedPath, DirectoryPair, PathPolicy
+from butler_plugins.file_ops.policy import CheckedPath, DirectoryPair, PathPolicy
 
 WIN = PathPolicy(PureWindowsPath)
 POSIX = PathPolicy(PurePosixPath)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from butler import fileops
 from butler.errors import ApiError, BadRequest, Conflict, Forbidden
-from butler.file_policy import DirectoryPair, PathPolicy
-from butler.fileops import FileOperations
+from butler_plugins.file_ops import operations as fileops
+from butler_plugins.file_ops.operations import FileOperations
+from butler_plugins.file_ops.policy import DirectoryPair, PathPolicy
 
 POLICY = PathPolicy()
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from butler.errors import ApiError
-from butler.file_policy import PathPolicy
+from butler_plugins.file_ops.policy import PathPolicy
 from tests.fileops.conftest import Sandbox
 
 COPY = ("PUT", "/v4/filecopy")

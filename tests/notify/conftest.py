@@ -13,7 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 import requests
 
-from butler.outbound import new_session
+from butler.outbound_http import new_session
 from tests.fixtures.http_receiver import http_receiver
 from tests.fixtures.mqtt import Mosquitto, mosquitto, mosquitto_factory
 

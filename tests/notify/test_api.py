@@ -41,7 +41,7 @@ def serve(
 
     def start(butler: dict[str, Any], mqtt: MqttService | None = None) -> str:
         config = make_config(butler)
-        services = Services(config=config, mqtt=mqtt, extras={"http": http_session})
+        services = Services(config=config, mqtt=mqtt, http=http_session)
         return live_server(create_app(config, services))
 
     return start

@@ -41,8 +41,16 @@ def make_service() -> Iterator[Callable[..., MqttService]]:
     """Factory: a started MqttService for a broker; stopped at teardown."""
     made: list[MqttService] = []
 
-    def make(broker: Any, *, connect: bool = True, **kwargs: Any) -> MqttService:
+    def make(
+        broker: Any,
+        *,
+        connect: bool = True,
+        on_task_start: Callable[[bytes], None] | None = None,
+        **kwargs: Any,
+    ) -> MqttService:
         service = MqttService(broker.host, broker.port, **kwargs)
+        if on_task_start is not None:
+            service.set_task_start_handler(on_task_start)
         made.append(service)
         service.start()
         if connect:
@@ -303,7 +311,8 @@ def test_missing_certificate_file_fails_at_construction(tmp_path: Path) -> None:
 
 def test_stop_ends_all_threads(mosquitto: Mosquitto) -> None:
     before = set(threading.enumerate())
-    service = MqttService(mosquitto.host, mosquitto.port, on_task_start=lambda payload: None)
+    service = MqttService(mosquitto.host, mosquitto.port)
+    service.set_task_start_handler(lambda payload: None)
     service.start()
     assert service.wait_connected(WAIT)
     service.stop()

@@ -9,22 +9,21 @@ import pytest
 import requests
 
 from butler.errors import UpstreamError, UpstreamTimeout
-from butler.outbound import (
+from butler.outbound_http import timeout_setting
+from butler_plugins.newrelic.client import (
     AccountResult,
     NewRelicAccount,
-    apply_new_relic_cli,
     event_payload,
     event_url,
     metric_payload,
     post_event,
     post_metric,
-    post_slack,
     raise_if_none_accepted,
     resolve_accounts,
-    slack_payload,
-    timeout_setting,
     unknown_account_result,
 )
+from butler_plugins.newrelic.settings import apply_new_relic_cli
+from butler_plugins.slack import post_slack, slack_payload
 from tests.fixtures.http_receiver import Answer, HttpReceiver
 
 HOOK_PATH = "/services/T0000/B0000/XXXXsecretXXXX"

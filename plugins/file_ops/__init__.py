@@ -11,22 +11,25 @@ is decided before anything about the file system is revealed. See
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema
 
-from butler.config import ConfigError
+from butler.config import Config, ConfigSection, EnableKey
 from butler.endpoints import ApiRequest, Endpoint
 from butler.fields import LoadScriptBoolean, LoadScriptString
-from butler.file_policy import CheckedPath, DirectoryPair, PathPolicy
-from butler.fileops import FileOperations
 from butler.hookspecs import hookimpl
-
-log = logging.getLogger(__name__)
+from butler.services import Services
+from butler_plugins.file_ops.operations import FileOperations
+from butler_plugins.file_ops.settings import (
+    CREATE_DIR_KEY,
+    ENABLE_KEYS,
+    build_file_operations,
+    config_sections,
+)
 
 TAG = "File operations"
-CREATE_DIR_KEY = "createDirApprovedDirectories"
+NOT_BUILT = "File operations are not set up in this Butler instance"
 
 
 class _Body(Schema):
@@ -52,75 +55,31 @@ class DirectoryBody(_Body):
     directory = LoadScriptString(allow_none=True)
 
 
-def build_file_operations(config: Any, policy: PathPolicy | None = None) -> FileOperations:
-    """Read the approvals of the enabled file endpoints; ``ConfigError`` on a bad entry.
-
-    Only enabled endpoints' settings are read, so a stale section for a switched-off
-    feature cannot stop start-up.
-    """
-    policy = policy or PathPolicy()
-
-    def directory(raw: str, key: str) -> CheckedPath:
-        resolved = config.resolve_path(policy.native_separators(raw))
-        try:
-            return policy.parse_config_dir(str(resolved), f"Butler.{key}")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-    def pairs(key: str) -> list[DirectoryPair]:
-        return [
-            DirectoryPair(
-                directory(entry["fromDirectory"], f"{key}.{i}.fromDirectory"),
-                directory(entry["toDirectory"], f"{key}.{i}.toDirectory"),
-            )
-            for i, entry in enumerate(config.get(key) or [])
-        ]
-
-    def directories(key: str) -> list[CheckedPath]:
-        return [directory(raw, f"{key}.{i}") for i, raw in enumerate(config.get(key) or [])]
-
-    qvd_path = config.get("configDirectories.qvdPath")
-    create_dirs = None
-    if config.endpoint_enabled("createDir"):
-        if config.get(CREATE_DIR_KEY) is None:
-            log.warning(
-                "POST /v4/createdir is enabled without Butler.%s: callers can create "
-                "folders anywhere this process may write",
-                CREATE_DIR_KEY,
-            )
-        else:
-            create_dirs = directories(CREATE_DIR_KEY)
-    return FileOperations(
-        policy=policy,
-        copy_pairs=pairs("fileCopyApprovedDirectories")
-        if config.endpoint_enabled("fileCopy")
-        else [],
-        move_pairs=pairs("fileMoveApprovedDirectories")
-        if config.endpoint_enabled("fileMove")
-        else [],
-        delete_dirs=(
-            directories("fileDeleteApprovedDirectories")
-            if config.endpoint_enabled("fileDelete")
-            else []
-        ),
-        qvd_dir=(
-            directory(str(qvd_path), "configDirectories.qvdPath")
-            if qvd_path and config.endpoint_enabled("createDirQVD")
-            else None
-        ),
-        create_dirs=create_dirs,
-    )
+@hookimpl
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey(key) for key in ENABLE_KEYS]
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
-    ops = build_file_operations(config)
+def butler_config_sections() -> list[ConfigSection]:
+    return config_sections()
+
+
+@hookimpl
+def butler_services(config: Config, services: Services) -> None:
+    services.register(FileOperations, build_file_operations(config))
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
+    def ops() -> FileOperations:
+        return services.require(FileOperations, NOT_BUILT)
 
     def copy(call: ApiRequest) -> Any:
         body = call.body
         overwrite = bool(body.get("overwrite"))
         preserve = bool(body.get("preserveTimestamp"))
-        source, target = ops.copy(
+        source, target = ops().copy(
             call.client,
             body.get("fromFile"),
             body.get("toFile"),
@@ -138,21 +97,21 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
     def move(call: ApiRequest) -> Any:
         body = call.body
         overwrite = bool(body.get("overwrite"))
-        source, target = ops.move(
+        source, target = ops().move(
             call.client, body.get("fromFile"), body.get("toFile"), overwrite=overwrite
         )
         return {"fromFile": source, "toFile": target, "overwrite": overwrite}, 201
 
     def delete(call: ApiRequest) -> Any:
-        ops.delete(call.client, call.body.get("deleteFile"))
+        ops().delete(call.client, call.body.get("deleteFile"))
         return "", 204
 
     def create_qvd_dir(call: ApiRequest) -> Any:
-        ops.create_qvd_dir(call.client, call.body.get("directory"))
+        ops().create_qvd_dir(call.client, call.body.get("directory"))
         return {"directory": call.body["directory"]}, 201
 
     def create_dir(call: ApiRequest) -> Any:
-        ops.create_dir(call.client, call.body.get("directory"))
+        ops().create_dir(call.client, call.body.get("directory"))
         return {"directory": call.body["directory"]}, 201
 
     transfer_errors = {

@@ -1,18 +1,32 @@
-"""Start Qlik Sense reload tasks by id, tag or custom property (``senseStartTask``)."""
+"""Start Qlik Sense reload tasks by id, tag or custom property (``senseStartTask``).
+
+Two triggers live here, both handing their parsed request to the core's task starter: the
+REST routes, and the MQTT task-start topic (``Butler.mqttConfig.taskStartTopic``), whose
+messages arrive on the MQTT service's worker thread.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from flask import Response
 from marshmallow import Schema
 
+from butler.config import Config, CoreService, EnableKey
 from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import BadRequest, FeatureUnavailable
 from butler.fields import LoadScriptBoolean
 from butler.hookspecs import hookimpl
-from butler.tasks import parse_start_body
+from butler.services import Services
+from butler.tasks import Trigger
+from butler_plugins.task_start.request_body import parse_mqtt_payload, parse_start_body
+from butler_plugins.task_start.response import start_response
+
+log = logging.getLogger(__name__)
+
+ENABLE_KEY = "senseStartTask"
 
 TAG = "Reload tasks"
 
@@ -47,7 +61,29 @@ class StartQuery(Schema):
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey(ENABLE_KEY, needs=frozenset({CoreService.QRS}))]
+
+
+@hookimpl
+def butler_services(config: Config, services: Services) -> None:
+    mqtt = services.mqtt
+    if mqtt is None:
+        return
+    trigger = Trigger.mqtt(mqtt.task_start_topic or "")
+
+    def on_task_start(payload: bytes) -> None:
+        starter = services.task_starter
+        if starter is None:
+            log.warning("MQTT task start ignored: no QRS connection configured")
+            return
+        starter.start(parse_mqtt_payload(payload), trigger)
+
+    mqtt.set_task_start_handler(on_task_start)
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def start(call: ApiRequest) -> Any:
         starter = services.task_starter
         if starter is None:
@@ -60,9 +96,9 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
             )
         request = parse_start_body(call.body, task_id)
         request.all_task_ids_must_exist = call.query["allTaskIdsMustExist"]
-        result = starter.start(request, trigger=f"REST from {call.client}")
+        result = starter.start(request, Trigger.rest(call.client))
         return Response(
-            json.dumps(result.to_response(), indent=2, ensure_ascii=False),
+            json.dumps(start_response(result), indent=2, ensure_ascii=False),
             mimetype="application/json",
         )
 
@@ -71,7 +107,7 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
         for rule in ("/v4/reloadtask/<taskId>/start", "/v4/reloadtask/start"):
             endpoints.append(
                 Endpoint(
-                    enable_key="senseStartTask",
+                    enable_key=ENABLE_KEY,
                     method=method,
                     rule=rule,
                     view=start,

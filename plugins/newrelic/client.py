@@ -1,9 +1,8 @@
-"""Outbound HTTP to Slack and New Relic over one shared, pooled ``requests.Session``.
+"""New Relic's event and metric APIs: payloads, one post per account, per-account results.
 
-Every call has a timeout and every failure becomes a caller-safe ``ApiError``: the caller
-learns what the upstream answered, never the webhook URL or an API key. ``requests``
-exception texts contain the full URL (a Slack webhook URL *is* the credential), so they are
-never logged or shown; only the exception type is.
+Every destination account is posted to concurrently, so N accounts cost one timeout, not
+N; each account's outcome is kept (the original reported the first account's status text
+only). An API key never appears in a log line, a result or an error message.
 """
 
 from __future__ import annotations
@@ -14,126 +13,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from butler import __version__
 from butler.errors import UpstreamError, UpstreamTimeout
+from butler.outbound_http import failure_kind, short_answer
 
 log = logging.getLogger(__name__)
 
-SLACK_TIMEOUT = 10.0
 NEW_RELIC_TIMEOUT = 5.0
-"""The original's New Relic timeout; Slack had none, 10 s keeps a stuck hook from hanging."""
+"""The original's New Relic timeout."""
 
-_ANSWER_CHARS = 200
 NameValues = Iterable[Mapping[str, Any]]
-
-
-class _RedactSecrets(logging.Filter):
-    """Scrub registered secrets from urllib3's debug lines, which print request paths."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-
-    def add(self, secret: str) -> None:
-        if len(secret) > 1:
-            self._secrets.add(secret)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        text = record.getMessage()
-        if any(secret in text for secret in self._secrets):
-            for secret in self._secrets:
-                text = text.replace(secret, "<redacted>")
-            record.msg, record.args = text, None
-        return True
-
-
-_redactor = _RedactSecrets()
-for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
-    logging.getLogger(_name).addFilter(_redactor)
-
-
-def new_session(pool_size: int = 16) -> requests.Session:
-    """The session the core puts in ``services.extras["http"]``; pooled, identifies Butler."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = f"butler-py/{__version__}"
-    return session
-
-
-def timeout_setting(value: Any, default: float) -> float:
-    """An optional ``timeout`` config value in seconds; anything else means ``default``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        return default
-    return seconds if 0 < seconds < 3600 else default
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _ANSWER_CHARS else text[: _ANSWER_CHARS - 1] + "…"
-
-
-def _failure_kind(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed"
-    return f"request failed ({type(exc).__name__})"
-
-
-# --- Slack -----------------------------------------------------------------------------
-
-
-def slack_payload(
-    channel: str, from_user: str, msg: str, emoji: str | None = None
-) -> dict[str, Any]:
-    """The original's message shape: one plain-text section block."""
-    payload: dict[str, Any] = {"username": from_user, "channel": channel}
-    if emoji is not None:
-        payload["icon_emoji"] = emoji
-    payload["blocks"] = [{"type": "section", "text": {"type": "plain_text", "text": msg}}]
-    return payload
-
-
-def post_slack(
-    session: requests.Session,
-    webhook_url: str,
-    payload: Mapping[str, Any],
-    timeout: float = SLACK_TIMEOUT,
-) -> None:
-    """POST ``payload`` as JSON to a Slack incoming webhook; raise unless Slack took it."""
-    parts = urlsplit(webhook_url)
-    host = parts.hostname or "?"
-    _redactor.add(parts.path)
-    _redactor.add(parts.query)
-    try:
-        response = session.post(webhook_url, json=dict(payload), timeout=timeout)
-    except requests.Timeout:
-        log.warning("Slack webhook at %s did not answer within %g s", host, timeout)
-        raise UpstreamTimeout(f"Slack did not answer within {timeout:g} s") from None
-    except requests.RequestException as exc:
-        log.warning("Slack webhook at %s could not be reached: %s", host, _failure_kind(exc))
-        raise UpstreamError(f"Slack could not be reached: {_failure_kind(exc)}") from None
-    if not 200 <= response.status_code < 300:
-        answer = _short(response.text)
-        log.warning("Slack refused the message: %s %s", response.status_code, answer)
-        raise UpstreamError(f"Slack refused the message: {response.status_code} {answer}")
-    log.info("Slack message posted to channel %s", payload.get("channel"))
-
-
-# --- New Relic -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -176,31 +67,6 @@ class AccountResult:
         if self.message:
             result["message"] = self.message
         return result
-
-
-def apply_new_relic_cli(
-    names: Sequence[str] | None, keys: Sequence[str] | None, ids: Sequence[str] | None
-) -> list[dict[str, str]]:
-    """Turn ``--new-relic-account-name/-api-key/-account-id`` into the config list.
-
-    The three options come together with equal counts or not at all (as in the original);
-    the result replaces ``Butler.thirdPartyToolsCredentials.newRelic``. The message never
-    echoes a key.
-    """
-    given = [names or [], keys or [], ids or []]
-    if not any(given):
-        return []
-    counts = [len(values) for values in given]
-    if len(set(counts)) != 1 or 0 in counts:
-        raise ValueError(
-            "--new-relic-account-name, --new-relic-api-key and --new-relic-account-id must "
-            f"be given together with the same number of values (got {counts[0]}, "
-            f"{counts[1]} and {counts[2]})"
-        )
-    return [
-        {"accountName": name, "insertApiKey": key, "accountId": str(account_id)}
-        for name, key, account_id in zip(*given, strict=True)
-    ]
 
 
 def resolve_accounts(
@@ -308,7 +174,7 @@ def _post_one(
             url, json=payload, headers=_headers(headers, account), timeout=timeout
         )
     except requests.RequestException as exc:
-        kind = _failure_kind(exc)
+        kind = failure_kind(exc)
         log.warning("New Relic %s for account %s: %s", what, account.name, kind)
         return AccountResult(
             account.name,
@@ -329,7 +195,7 @@ def _post_one(
             reason,
         )
         return AccountResult(account.name, account.account_id, True, response.status_code, reason)
-    answer = _short(response.text)
+    answer = short_answer(response.text)
     log.warning(
         "New Relic %s refused for account %s: %s %s %s",
         what,

@@ -1,7 +1,7 @@
 """File copy, move, delete and folder creation, confined to approved folders.
 
 Every request path passes two gates before anything is read or written: the lexical test of
-``butler.file_policy`` (no file-system access, so a refused path is never probed), then the
+the ``policy`` module (no file-system access, so a refused path is never probed), then the
 same test on the path the OS resolves (symlinks, junctions, POSIX ``link/..``), compared
 with the resolved approved folders. Existence is only looked at after both passed.
 
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 
 from butler.errors import ApiError, BadRequest, Conflict, FeatureUnavailable, Forbidden, NotFound
-from butler.file_policy import CheckedPath, DirectoryPair, PathPolicy
+from butler_plugins.file_ops.policy import CheckedPath, DirectoryPair, PathPolicy
 
 AUDIT_LOGGER = "butler.audit"
 

@@ -8,28 +8,21 @@ property (issued concurrently), then a single ``start/many`` call.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from butler.errors import ApiError, BadRequest, ValidationFailed
+from butler.errors import ApiError
+from butler.guid import is_guid, normalise_guid
+from butler.tasks.trigger import Trigger
 
 if TYPE_CHECKING:
     from butler.kvstore import KvStore
     from butler.qrs import QrsClient
 
 log = logging.getLogger(__name__)
-
-GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
-ITEM_TYPES = ("keyvaluestore", "starttaskid", "starttasktag", "starttaskcustomproperty")
-
-
-def is_guid(value: Any) -> bool:
-    return isinstance(value, str) and GUID.match(value) is not None
 
 
 @dataclass(frozen=True)
@@ -61,7 +54,7 @@ class StartFilter:
         )
 
     def allows_id(self, task_id: str) -> bool:
-        return not self.enabled or task_id.lower() in self.task_ids
+        return not self.enabled or normalise_guid(task_id) in self.task_ids
 
     def allows_tag(self, tag: str) -> bool:
         return not self.enabled or tag in self.tags
@@ -106,23 +99,6 @@ class StartResult:
     not_found: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_response(self) -> dict[str, Any]:
-        return {
-            "tasksId": {
-                "started": self.started_by_id,
-                "invalid": self.invalid_ids,
-                "denied": self.denied_ids,
-            },
-            "tasksTag": self.started_by_tag,
-            "tasksTagDenied": self.denied_tags,
-            "tasksCP": self.started_by_cp,
-            "tasksCPDenied": self.denied_cps,
-            "tasksStarted": self.started,
-            "tasksNotFound": self.not_found,
-            "tasksFailed": self.failed,
-            "totalTasksStarted": len(self.started),
-        }
-
     def outcomes(self) -> dict[str, str]:
         """Lower-case task id -> started / failed: ... / notFound / denied / invalid."""
         result: dict[str, str] = {}
@@ -157,7 +133,7 @@ class TaskStarter:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def start(self, request: StartRequest, *, trigger: str) -> StartResult:
+    def start(self, request: StartRequest, trigger: Trigger) -> StartResult:
         """Start what ``request`` names; raises 502/504 errors when QRS fails before a start."""
         result = StartResult()
         queued_ids = self._classify_ids(request.task_ids, result)
@@ -209,9 +185,9 @@ class TaskStarter:
         )
         return result
 
-    def start_ids(self, task_ids: Sequence[str], trigger: str) -> dict[str, str]:
+    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
         """Start tasks by id and return the outcome per lower-case id (schedules, chains)."""
-        return self.start(StartRequest(task_ids=list(task_ids)), trigger=trigger).outcomes()
+        return self.start(StartRequest(task_ids=list(task_ids)), trigger).outcomes()
 
     def _classify_ids(self, raw_ids: Iterable[Any], result: StartResult) -> list[str]:
         queued: list[str] = []
@@ -220,8 +196,8 @@ class TaskStarter:
                 result.invalid_ids.append({"taskId": raw})
             elif not self._filter.allows_id(raw):
                 result.denied_ids.append({"taskId": raw})
-            elif raw.lower() not in queued:
-                queued.append(raw.lower())
+            elif normalise_guid(raw) not in queued:
+                queued.append(normalise_guid(raw))
         return queued
 
     def _tag_allowed(self, tag: str, result: StartResult) -> bool:
@@ -289,96 +265,3 @@ def _unique(refs: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     for ref in refs:
         seen.setdefault(ref["taskId"], ref)
     return list(seen.values())
-
-
-def parse_start_body(body: Any, url_task_id: str | None = None) -> StartRequest:
-    """Turn any accepted body form into a :class:`StartRequest`.
-
-    Accepted: no body, ``{}``, the original's typed-item array, and seed 001's object form
-    ``{"taskId": [...], "tag": [...], "customProperty": [{"name", "value"}]}``.
-    """
-    request = StartRequest()
-    if url_task_id is not None and url_task_id != "-":
-        request.task_ids.append(url_task_id)
-    if body is None:
-        return request
-    if isinstance(body, list):
-        for index, item in enumerate(body):
-            _add_typed_item(request, item, f"body/{index}")
-        return request
-    if isinstance(body, dict):
-        for task_id in _as_list(body.get("taskId")):
-            request.task_ids.append(task_id)
-        for tag in _as_list(body.get("tag")):
-            request.tags.append(_text(tag, "body/tag"))
-        for index, cp in enumerate(_as_list(body.get("customProperty"))):
-            request.custom_properties.append(_cp_pair(cp, f"body/customProperty/{index}"))
-        return request
-    raise ValidationFailed("body must be array or object")
-
-
-def _add_typed_item(request: StartRequest, item: Any, where: str) -> None:
-    if not isinstance(item, dict):
-        raise ValidationFailed(f"{where} must be object")
-    kind = item.get("type")
-    if kind is None:
-        return
-    if kind not in ITEM_TYPES:
-        raise ValidationFailed(f"{where}/type must be equal to one of the allowed values")
-    payload = item.get("payload")
-    if not isinstance(payload, dict):
-        raise ValidationFailed(f"{where}/payload must be object (it is required for {kind})")
-    if kind == "starttaskid":
-        request.task_ids.append(payload.get("taskId"))
-    elif kind == "starttasktag":
-        request.tags.append(_text(payload.get("tag"), f"{where}/payload/tag"))
-    elif kind == "starttaskcustomproperty":
-        request.custom_properties.append(
-            (
-                _text(payload.get("customPropertyName"), f"{where}/payload/customPropertyName"),
-                _text(payload.get("customPropertyValue"), f"{where}/payload/customPropertyValue"),
-            )
-        )
-    else:
-        request.kv_items.append(_kv_item(payload, f"{where}/payload"))
-
-
-def _kv_item(payload: Mapping[str, Any], where: str) -> KvItem:
-    namespace = _text(payload.get("namespace"), f"{where}/namespace")
-    key = _text(payload.get("key"), f"{where}/key")
-    if "value" not in payload or payload["value"] is None:
-        raise BadRequest(f"{where}/value is required for a keyvaluestore item")
-    return KvItem(namespace, key, payload["value"], payload.get("ttl"))
-
-
-def _cp_pair(cp: Any, where: str) -> tuple[str, str]:
-    if not isinstance(cp, dict):
-        raise ValidationFailed(f"{where} must be object with name and value")
-    return _text(cp.get("name"), f"{where}/name"), _text(cp.get("value"), f"{where}/value")
-
-
-def _text(value: Any, where: str) -> str:
-    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
-        raise BadRequest(f"{where} is required and must be a string")
-    text = str(value)
-    if not text:
-        raise BadRequest(f"{where} must not be empty")
-    return text
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def parse_mqtt_payload(payload: bytes) -> StartRequest:
-    """An MQTT task-start message: a bare task id (original), or JSON in any body form."""
-    text = payload.decode("utf-8", errors="replace").strip()
-    if text.startswith(("[", "{")):
-        try:
-            body = json.loads(text)
-        except ValueError:
-            raise BadRequest("MQTT task-start payload is not valid JSON") from None
-        return parse_start_body(body)
-    return StartRequest(task_ids=[text])

@@ -3,7 +3,7 @@
 Everything here works on ``PurePath`` objects and never touches the file system, so the
 rules can be tested for Windows paths (the production OS) and POSIX paths on any machine:
 build a :class:`PathPolicy` with ``PureWindowsPath`` or ``PurePosixPath``. The I/O module
-(``butler.fileops``) applies the same containment rules a second time to the paths the
+(the ``operations`` module) applies the same containment rules a second time to the paths the
 operating system resolved (symlinks, junctions), so a decision here is necessary but never
 sufficient for an operation to go ahead.
 

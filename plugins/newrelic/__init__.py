@@ -8,17 +8,22 @@ accounts or credentials are not configured.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from butler.cli_options import CliOptions
+from butler.config import Config, ConfigError, ConfigSection, EnableKey, when_enabled
 from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptNumber, LoadScriptString
 from butler.hookspecs import hookimpl
-from butler.outbound import (
+from butler.outbound_http import OutboundSession, timeout_setting
+from butler.services import Services
+from butler_plugins.newrelic.client import (
     NEW_RELIC_TIMEOUT,
     AccountResult,
     NewRelicAccount,
@@ -28,14 +33,20 @@ from butler.outbound import (
     post_metric,
     raise_if_none_accepted,
     resolve_accounts,
-    timeout_setting,
     unknown_account_result,
+)
+from butler_plugins.newrelic.settings import (
+    CREDENTIALS_KEY,
+    EVENT_KEY,
+    METRIC_KEY,
+    NewRelicAccountSection,
+    NewRelicDestinationSection,
+    apply_new_relic_cli,
 )
 
 TAG = "New Relic"
-CREDENTIALS_KEY = "thirdPartyToolsCredentials.newRelic"
-EVENT_KEY = "restServerEndpointsConfig.newRelic.postNewRelicEvent"
-METRIC_KEY = "restServerEndpointsConfig.newRelic.postNewRelicMetric"
+EVENT_ENABLE_KEY = "newRelic.postNewRelicEvent"
+METRIC_ENABLE_KEY = "newRelic.postNewRelicMetric"
 
 
 def _length(maximum: int) -> list[validate.Length]:
@@ -99,7 +110,7 @@ class MetricBody(Schema):
 
 
 def _destination(
-    config: Any, key: str
+    config: Config, key: str
 ) -> tuple[Mapping[str, Any], list[NewRelicAccount], list[str]]:
     """This route's settings and accounts, or 503 naming the key that is missing."""
     settings = config.get(key) or {}
@@ -142,15 +153,52 @@ def _answer(what: str, names: Sequence[str], results: Sequence[AccountResult]) -
     }, 202
 
 
-def _session(services: Any) -> Any:
-    session = services.extras.get("http")
+def _session(services: Services) -> OutboundSession:
+    session = services.http
     if session is None:
         raise FeatureUnavailable("Outbound HTTP is not set up in this Butler instance")
     return session
 
 
 @hookimpl
-def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
+def butler_enable_keys() -> list[EnableKey]:
+    return [EnableKey(METRIC_ENABLE_KEY), EnableKey(EVENT_ENABLE_KEY)]
+
+
+@hookimpl
+def butler_config_sections() -> list[ConfigSection]:
+    return [
+        ConfigSection(
+            CREDENTIALS_KEY,
+            NewRelicAccountSection,
+            when_enabled(EVENT_ENABLE_KEY, METRIC_ENABLE_KEY),
+            many=True,
+        ),
+        ConfigSection(EVENT_KEY, NewRelicDestinationSection, when_enabled(EVENT_ENABLE_KEY)),
+        ConfigSection(METRIC_KEY, NewRelicDestinationSection, when_enabled(METRIC_ENABLE_KEY)),
+    ]
+
+
+@hookimpl
+def butler_cli_arguments(options: CliOptions) -> None:
+    options.add_argument("--new-relic-account-name", nargs="+", default=None, metavar="NAME")
+    options.add_argument("--new-relic-api-key", nargs="+", default=None, metavar="KEY")
+    options.add_argument("--new-relic-account-id", nargs="+", default=None, metavar="ID")
+
+
+@hookimpl
+def butler_cli_overrides(args: argparse.Namespace) -> Mapping[str, Any] | None:
+    try:
+        accounts = apply_new_relic_cli(
+            args.new_relic_account_name, args.new_relic_api_key, args.new_relic_account_id
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return {CREDENTIALS_KEY: accounts} if accounts else None
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def send(what: str, key: str, build: Callable[..., Any], body: Mapping[str, Any]) -> Any:
         settings, accounts, unknown = _destination(config, key)
         session = _session(services)
@@ -192,7 +240,7 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
     }
     return [
         Endpoint(
-            enable_key="newRelic.postNewRelicEvent",
+            enable_key=EVENT_ENABLE_KEY,
             method="POST",
             rule="/v4/newrelic/event",
             view=event,
@@ -212,7 +260,7 @@ def butler_endpoints(config: Any, services: Any) -> list[Endpoint]:
             responses=responses,
         ),
         Endpoint(
-            enable_key="newRelic.postNewRelicMetric",
+            enable_key=METRIC_ENABLE_KEY,
             method="POST",
             rule="/v4/newrelic/metric",
             view=metric,

@@ -1,0 +1,20 @@
+"""The task starter: the one path by which anything starts a Qlik Sense task."""
+
+from butler.tasks.starter import (
+    KvItem,
+    StartFilter,
+    StartRequest,
+    StartResult,
+    TaskStarter,
+)
+from butler.tasks.trigger import StartsTasks, Trigger
+
+__all__ = [
+    "KvItem",
+    "StartFilter",
+    "StartRequest",
+    "StartResult",
+    "StartsTasks",
+    "TaskStarter",
+    "Trigger",
+]
