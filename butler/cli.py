@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(simulator_main(args.args) or 0)
     if command == "demo":
-        from butler.demo import run_demo
+        from butler.testing.demo import run_demo
 
         return run_demo(args, pm)
     if command == "openapi" and _config_path(args) is None:

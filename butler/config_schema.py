@@ -80,6 +80,34 @@ def config_nested(schema: type[Schema], **kwargs: Any) -> fields.Nested:
     )
 
 
+def timeout_setting(value: Any, default: float) -> float:
+    """An optional ``timeout`` config value in seconds; anything else means ``default``.
+
+    Lenient on purpose: the original had no such setting, so a stray value in an old file
+    must not stop start-up.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        return default
+    return seconds if 0 < seconds < 3600 else default
+
+
+class TimeoutSeconds(fields.Field):
+    """An optional timeout in seconds, read with :func:`timeout_setting` (never an error)."""
+
+    def __init__(self, default: float, **kwargs: Any):
+        super().__init__(load_default=default, allow_none=True, **kwargs)
+        self.fallback = default
+
+    def deserialize(
+        self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any
+    ) -> float:
+        return timeout_setting(value, self.fallback)
+
+
 class OpenSchema(Schema):
     """A section schema that keeps keys it does not know (the original's files have many)."""
 

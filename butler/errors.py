@@ -57,7 +57,7 @@ class TooManyRequests(ApiError):
 
 
 class UpstreamError(ApiError):
-    """An upstream system (QRS, Engine, broker, Slack, New Relic) failed or refused."""
+    """An upstream system (QRS, Engine, broker, a third-party service) failed or refused."""
 
     status = 502
 

@@ -48,7 +48,7 @@ def butler_config_sections() -> list[ConfigSection]:
 
     Called when the config is loaded. A section is a dotted path under ``Butler:``, a
     marshmallow schema (or a string list) and the condition under which it is validated,
-    e.g. ``when_enabled("slackPostMessage")``: a stale section of a switched-off feature
+    e.g. ``when_enabled("heartbeat")``: a stale section of a switched-off feature
     never stops start-up. Validated values, schema defaults included, replace the raw ones,
     so the plugin reads them with ``config.get`` and never re-applies defaults or casts.
     """

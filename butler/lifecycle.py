@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pluggy
 
@@ -63,6 +64,18 @@ class QlikConnection:
             ),
         )
 
+    def client_settings(self) -> dict[str, Any]:
+        """The keyword arguments the QRS and Engine clients share."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "use_ssl": self.use_ssl,
+            "client_cert": self.client_cert,
+            "client_key": self.client_key,
+            "ca_cert": self.ca_cert,
+            "reject_unauthorized": self.reject_unauthorized,
+        }
+
 
 @contextmanager
 def _certificate_errors_as_config_errors(section: str) -> Iterator[None]:
@@ -77,13 +90,7 @@ def build_qrs(config: Config) -> QrsClient:
     qlik = QlikConnection.from_config(config, "configQRS")
     with _certificate_errors_as_config_errors("configQRS"):
         return QrsClient(
-            host=qlik.host,
-            port=qlik.port,
-            use_ssl=qlik.use_ssl,
-            client_cert=qlik.client_cert,
-            client_key=qlik.client_key,
-            ca_cert=qlik.ca_cert,
-            reject_unauthorized=qlik.reject_unauthorized,
+            **qlik.client_settings(),
             static_headers=qlik.headers,
             read_timeout=config.get("configQRS.timeout"),
         )
@@ -92,16 +99,7 @@ def build_qrs(config: Config) -> QrsClient:
 def build_engine(config: Config) -> EngineClient:
     qlik = QlikConnection.from_config(config, "configEngine")
     with _certificate_errors_as_config_errors("configEngine"):
-        return EngineClient(
-            host=qlik.host,
-            port=qlik.port,
-            use_ssl=qlik.use_ssl,
-            client_cert=qlik.client_cert,
-            client_key=qlik.client_key,
-            ca_cert=qlik.ca_cert,
-            reject_unauthorized=qlik.reject_unauthorized,
-            static_headers=dict(qlik.headers),
-        )
+        return EngineClient(**qlik.client_settings(), static_headers=dict(qlik.headers))
 
 
 def build_kv_store(config: Config) -> KvStore:

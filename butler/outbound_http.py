@@ -9,7 +9,6 @@ never log ``requests`` exception texts (they contain the URL), only the failure 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -68,21 +67,6 @@ class OutboundSession(requests.Session):
 def new_session(pool_size: int = 16) -> OutboundSession:
     """The session the core puts in ``services.http``."""
     return OutboundSession(pool_size)
-
-
-def timeout_setting(value: Any, default: float) -> float:
-    """An optional ``timeout`` config value in seconds; anything else means ``default``.
-
-    Lenient on purpose: the original had no such setting, so a stray value in an old file
-    must not stop start-up.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        return default
-    return seconds if 0 < seconds < 3600 else default
 
 
 def short_answer(text: str) -> str:

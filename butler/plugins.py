@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,19 +24,15 @@ if TYPE_CHECKING:
     from butler.config import Config
     from butler.services import Services
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "butler_plugins.meta",
-    "butler_plugins.base_conversion",
-    "butler_plugins.task_start",
-    "butler_plugins.schedules",
-    "butler_plugins.keyvalue",
-    "butler_plugins.file_ops",
-    "butler_plugins.mqtt_publish",
-    "butler_plugins.slack",
-    "butler_plugins.newrelic",
-    "butler_plugins.apps",
+BUILTIN_PACKAGE = "butler_plugins"
+BUILTIN_PLUGINS: tuple[str, ...] = tuple(
+    f"{BUILTIN_PACKAGE}.{module.name}"
+    for module in pkgutil.iter_modules(importlib.import_module(BUILTIN_PACKAGE).__path__)
 )
-"""Every API area that ships with Butler, one module or package each."""
+"""Every API area that ships with Butler: each module or package of ``butler_plugins``.
+
+Found, not listed, so that adding a built-in area is adding a module, like a third-party one.
+"""
 
 ENTRY_POINT_GROUP = "butler"
 

@@ -17,12 +17,12 @@ import requests
 from marshmallow import EXCLUDE, Schema
 
 from butler.config import Config, ConfigSection, EnableKey, when_enabled
-from butler.config_schema import OpenSchema, config_string
+from butler.config_schema import OpenSchema, TimeoutSeconds, config_string
 from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import FeatureUnavailable, UpstreamError, UpstreamTimeout
 from butler.fields import LoadScriptString
 from butler.hookspecs import hookimpl
-from butler.outbound_http import OutboundSession, failure_kind, short_answer, timeout_setting
+from butler.outbound_http import OutboundSession, failure_kind, short_answer
 from butler.services import Services
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ SLACK_TIMEOUT = 10.0
 
 class SlackRestMessage(OpenSchema):
     webhookURL = config_string(allow_none=True, load_default=None)
+    timeout = TimeoutSeconds(SLACK_TIMEOUT)
 
 
 def slack_payload(
@@ -115,7 +116,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             raise FeatureUnavailable("Outbound HTTP is not set up in this Butler instance")
         body = call.body
         payload = slack_payload(body["channel"], body["from_user"], body["msg"], body.get("emoji"))
-        post_slack(session, url, payload, timeout_setting(config.get(TIMEOUT_KEY), SLACK_TIMEOUT))
+        post_slack(session, url, payload, config.get(TIMEOUT_KEY))
         echo = {key: body[key] for key in ("channel", "from_user", "msg", "emoji") if key in body}
         return echo, 201
 

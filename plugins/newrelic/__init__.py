@@ -21,10 +21,9 @@ from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptNumber, LoadScriptString
 from butler.hookspecs import hookimpl
-from butler.outbound_http import OutboundSession, timeout_setting
+from butler.outbound_http import OutboundSession
 from butler.services import Services
 from butler_plugins.newrelic.client import (
-    NEW_RELIC_TIMEOUT,
     AccountResult,
     NewRelicAccount,
     event_payload,
@@ -205,8 +204,9 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         static = (settings.get("attribute") or {}).get("static")
         payload = build(body, static)
         post = post_event if what == "event" else post_metric
-        timeout = timeout_setting(settings.get("timeout"), NEW_RELIC_TIMEOUT)
-        results = post(session, accounts, settings["url"], payload, settings.get("header"), timeout)
+        results = post(
+            session, accounts, settings["url"], payload, settings.get("header"), settings["timeout"]
+        )
         results += [unknown_account_result(name) for name in unknown]
         return _answer(what, [str(n) for n in settings["destinationAccount"]], results)
 

@@ -14,10 +14,12 @@ from butler.config_schema import (
     NameValue,
     OpenSchema,
     StaticHeaders,
+    TimeoutSeconds,
     config_list,
     config_nested,
     config_string,
 )
+from butler_plugins.newrelic.client import NEW_RELIC_TIMEOUT
 
 CREDENTIALS_KEY = "thirdPartyToolsCredentials.newRelic"
 EVENT_KEY = "restServerEndpointsConfig.newRelic.postNewRelicEvent"
@@ -40,6 +42,7 @@ class NewRelicDestinationSection(OpenSchema):
     url = config_string(required=True)
     header = config_list(config_nested(NameValue))
     attribute = config_nested(StaticHeaders, load_default=dict)
+    timeout = TimeoutSeconds(NEW_RELIC_TIMEOUT)
 
 
 def apply_new_relic_cli(

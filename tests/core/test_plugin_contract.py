@@ -73,8 +73,9 @@ def test_third_party_plugin_is_validated_started_served_and_stopped(tmp_path: Pa
         assert example["builtin"] is False
         assert example["endpoints"] == ["GET /v4/heartbeat"]
         assert "butler_services" in example["hooks"]
-        assert plugins[0]["name"] == "butler_plugins.meta"
-        assert "GET /v4/plugins" in plugins[0]["endpoints"]
+        assert [p["builtin"] for p in plugins] == [True] * (len(plugins) - 1) + [False]
+        meta = next(p for p in plugins if p["name"] == "butler_plugins.meta")
+        assert meta["endpoints"] == ["GET /v4/butlerping", "GET /v4/plugins"]
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
     finally:

@@ -8,8 +8,8 @@ import socket
 import pytest
 import requests
 
+from butler.config_schema import timeout_setting
 from butler.errors import UpstreamError, UpstreamTimeout
-from butler.outbound_http import timeout_setting
 from butler_plugins.newrelic.client import (
     AccountResult,
     NewRelicAccount,
