@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from butler.errors import ApiError, BadRequest, ValidationFailed
+from butler.tasks.trigger import Trigger
 
 if TYPE_CHECKING:
     from butler.kvstore import KvStore
@@ -157,7 +158,7 @@ class TaskStarter:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def start(self, request: StartRequest, *, trigger: str) -> StartResult:
+    def start(self, request: StartRequest, trigger: Trigger | str) -> StartResult:
         """Start what ``request`` names; raises 502/504 errors when QRS fails before a start."""
         result = StartResult()
         queued_ids = self._classify_ids(request.task_ids, result)
@@ -209,9 +210,9 @@ class TaskStarter:
         )
         return result
 
-    def start_ids(self, task_ids: Sequence[str], trigger: str) -> dict[str, str]:
+    def start_ids(self, task_ids: Sequence[str], trigger: Trigger | str) -> dict[str, str]:
         """Start tasks by id and return the outcome per lower-case id (schedules, chains)."""
-        return self.start(StartRequest(task_ids=list(task_ids)), trigger=trigger).outcomes()
+        return self.start(StartRequest(task_ids=list(task_ids)), trigger).outcomes()
 
     def _classify_ids(self, raw_ids: Iterable[Any], result: StartResult) -> list[str]:
         queued: list[str] = []
