@@ -137,7 +137,7 @@ def _load(args: argparse.Namespace) -> Config:
 def check_schedule_file(config: Config) -> None:
     """Read the schedule file as start-up would, so check-config reports its errors too."""
     if config.get("scheduler.enable") is True:
-        from butler.schedule_store import ScheduleStore
+        from butler.schedules import ScheduleStore
 
         ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
 

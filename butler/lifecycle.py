@@ -118,14 +118,12 @@ def build_services(config: Config) -> Services:
 
 
 def build_scheduler(config: Config, services: Services) -> Any:
-    from butler.schedule_store import ScheduleStore
-    from butler.scheduler import Scheduler
+    from butler.schedules import Scheduler, ScheduleStore
 
-    starter = services.task_starter
-    if starter is None:
+    if services.task_starter is None:
         raise ConfigError("Butler.scheduler.enable: the scheduler needs Butler.configQRS and cert")
     store = ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
-    return Scheduler(store, lambda ids: starter.start_ids(ids, trigger="schedule"))
+    return Scheduler(store, services.task_starter)
 
 
 def build_mqtt(config: Config, services: Services) -> Any:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from butler.kvstore import KvStore
     from butler.mqtt import MqttService
     from butler.qrs import QrsClient
-    from butler.scheduler import Scheduler
+    from butler.schedules import Scheduler
     from butler.tasks import TaskStarter
 
 log = logging.getLogger(__name__)

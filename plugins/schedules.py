@@ -5,6 +5,14 @@ DECISIONS says: invalid cron, zone, task id or state answer 400 naming the field
 404; ``GET ?id=`` returns the object itself; every JSON body is ``application/json``; and
 ``PUT /v4/schedules/<id>`` finally serves the ``updateSchedule`` key. Schedules also carry
 the read-only ``nextRun``, ``lastRun`` and ``lastResult``.
+
+The route schemas below are the one check of a write: each field is checked once, in field
+order, while the body is loaded (type and presence by the marshmallow field, the domain's
+rule by its validator), and the scheduler takes the loaded body without checking it again.
+The domain's rules raise ``ScheduleValidationError``; here they become the route's 400
+(``ValidationFailed``, worded ``body/<field> ...`` or ``body must have required property
+'<field>'`` like every other route's). ``startupState`` is checked by ``validate.OneOf``
+alone: that validator is also what puts the ``enum`` into the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -19,14 +27,14 @@ from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptString, StringList
 from butler.hookspecs import hookimpl
-from butler.schedule_store import (
+from butler.schedules import (
     STARTUP_STATES,
+    Scheduler,
     ScheduleValidationError,
     check_cron,
     check_task_id,
     check_timezone,
 )
-from butler.scheduler import Scheduler
 
 TAG = "Scheduler"
 DISABLED = "The scheduler is disabled: set Butler.scheduler.enable to true to use this endpoint"
@@ -42,7 +50,7 @@ EXAMPLE = {
 
 
 def _check(check: Callable[[Any], Any]) -> Callable[[Any], None]:
-    """A store validator as a marshmallow validator (same rules for file and API)."""
+    """A domain rule as a marshmallow validator: the same rules for the file and the API."""
 
     def validator(value: Any) -> None:
         try:
