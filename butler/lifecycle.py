@@ -26,7 +26,7 @@ from butler.plugins import default_plugin_manager
 from butler.qrs import QrsClient
 from butler.schedules import Scheduler, ScheduleStore
 from butler.services import Services
-from butler.tasks import StartFilter, TaskStarter, Trigger
+from butler.tasks import StartFilter, TaskStarter
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def build_scheduler(config: Config, services: Services) -> Scheduler:
     if starter is None:
         raise ConfigError("Butler.scheduler.enable: the scheduler needs Butler.configQRS and cert")
     store = ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
-    return Scheduler(store, lambda ids: starter.start_ids(ids, Trigger.schedule()))
+    return Scheduler(store, starter)
 
 
 def build_mqtt(config: Config) -> MqttService:

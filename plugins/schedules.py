@@ -5,6 +5,14 @@ DECISIONS says: invalid cron, zone, task id or state answer 400 naming the field
 404; ``GET ?id=`` returns the object itself; every JSON body is ``application/json``; and
 ``PUT /v4/schedules/<id>`` finally serves the ``updateSchedule`` key. Schedules also carry
 the read-only ``nextRun``, ``lastRun`` and ``lastResult``.
+
+The route schemas below are the one check of a write: each field is checked once, in field
+order, while the body is loaded (type and presence by the marshmallow field, the domain's
+rule by its validator), and the scheduler takes the loaded body without checking it again.
+The domain's rules raise ``ScheduleValidationError``; here they become the route's 400
+(``ValidationFailed``, worded ``body/<field> ...`` or ``body must have required property
+'<field>'`` like every other route's). ``startupState`` is checked by ``validate.OneOf``
+alone: that validator is also what puts the ``enum`` into the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -20,14 +28,14 @@ from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptString, StringList
 from butler.hookspecs import hookimpl
-from butler.schedule_store import (
+from butler.schedules import (
     STARTUP_STATES,
+    Scheduler,
     ScheduleValidationError,
     check_cron,
     check_task_id,
     check_timezone,
 )
-from butler.scheduler import Scheduler
 from butler.services import Services
 
 TAG = "Scheduler"
@@ -44,7 +52,7 @@ EXAMPLE = {
 
 
 def _check(check: Callable[[Any], Any]) -> Callable[[Any], None]:
-    """A store validator as a marshmallow validator (same rules for file and API)."""
+    """A domain rule as a marshmallow validator: the same rules for the file and the API."""
 
     def validator(value: Any) -> None:
         try:
@@ -86,28 +94,6 @@ class ScheduleBody(Schema):
         metadata={"description": "start/started: runs after creation and after every start"},
     )
     tags = StringList(metadata={"description": "Free-text labels"})
-
-
-class ScheduleChanges(ScheduleBody):
-    """Fields to change; absent fields keep their value."""
-
-    name = LoadScriptString(metadata={"description": "Descriptive name"})
-    cronSchedule = LoadScriptString(
-        validate=_check(check_cron),
-        metadata={"description": "5 fields (minute first) or 6 fields (second first)"},
-    )
-    timezone = LoadScriptString(
-        validate=_check(check_timezone),
-        metadata={"description": "IANA time zone the cron fields are read in"},
-    )
-    qlikSenseTaskId = LoadScriptString(
-        validate=_check(check_task_id),
-        metadata={"description": "GUID of the Qlik Sense task started on every fire"},
-    )
-    startupState = LoadScriptString(
-        validate=validate.OneOf(STARTUP_STATES, error=_STATE_ERROR),
-        metadata={"description": "start/started: runs after creation and after every start"},
-    )
 
 
 class ScheduleQuery(Schema):
@@ -207,7 +193,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             summary="Change fields of a schedule",
             description="Absent fields keep their value; running or stopped stays as it was.",
             tag=TAG,
-            body_schema=ScheduleChanges,
+            body_schema=ScheduleBody(partial=True),
             body_example={"cronSchedule": "0 7 * * 1-5"},
             responses={200: "The changed schedule", 400: "Invalid field", 404: "Unknown id"},
         ),

@@ -5,7 +5,7 @@ Run: ``.venv/bin/python scripts/bench_scheduler.py`` (about 3 minutes; ``--quick
 
 Fires go through Butler's real task starter and QRS client to the QRS simulator (TLS with
 client certificates, in this process), so each fire is a real ``start/many`` call. The
-start function is wrapped to note the moment the scheduler called it; lateness is that
+task starter is wrapped to note the moment the scheduler called it; lateness is that
 moment minus the planned slot (every slot here is a whole second, so the slot is the call
 time rounded down; a call more than a second late would show up as missing calls).
 
@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,14 +42,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from butler.qrs import QrsClient  # noqa: E402
-from butler.schedule_store import ScheduleStore  # noqa: E402
-from butler.scheduler import Scheduler  # noqa: E402
-from butler.tasks import TaskStarter  # noqa: E402
+from butler.schedules import Scheduler, ScheduleStore  # noqa: E402
+from butler.tasks import StartsTasks, TaskStarter, Trigger  # noqa: E402
 from butler.testing.certs import generate_certificates  # noqa: E402
 from butler.testing.qrs_simulator import QrsSimulator  # noqa: E402
 
 ZONES = ["Europe/Stockholm", "Europe/London", "America/New_York", "Asia/Tokyo", "UTC"]
-StartTasks = Callable[[Sequence[str]], Mapping[str, str]]
 
 
 def write_schedule_file(
@@ -91,20 +89,27 @@ def write_hand_written_file(path: Path, count: int, task: str) -> None:
     path.write_text("".join(lines), encoding="utf-8")
 
 
+class NoStarts:
+    """A task starter that starts nothing: for measuring load, planning and persisting."""
+
+    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
+        return {}
+
+
 @dataclass
 class Recording:
-    """Wraps the real start function; notes when each call arrived."""
+    """Wraps the real task starter; notes when each call arrived."""
 
-    target: StartTasks
+    target: StartsTasks
     lateness: list[float] = field(default_factory=list)
     results: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, task_ids: Sequence[str]) -> Mapping[str, str]:
+    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
         now = time.time()
         with self.lock:
             self.lateness.append(now - math.floor(now))
-        outcomes = self.target(task_ids)
+        outcomes = self.target.start_ids(task_ids, trigger)
         with self.lock:
             for outcome in outcomes.values():
                 self.results[outcome] = self.results.get(outcome, 0) + 1
@@ -150,7 +155,7 @@ def bench_load(folder: Path, tasks: Sequence[str]) -> list[Row]:
     started = time.perf_counter()
     store = ScheduleStore(path)
     loaded = time.perf_counter()
-    scheduler = Scheduler(store, lambda ids: {})
+    scheduler = Scheduler(store, NoStarts())
     planned = time.perf_counter()
     scheduler.start_all()
     persisted = time.perf_counter()
@@ -167,7 +172,7 @@ def bench_load(folder: Path, tasks: Sequence[str]) -> list[Row]:
     write_hand_written_file(hand, 1_000, tasks[0])
     started = time.perf_counter()
     store = ScheduleStore(hand)
-    scheduler = Scheduler(store, lambda ids: {})
+    scheduler = Scheduler(store, NoStarts())
     scheduler.start_all()
     persisted = time.perf_counter()
     scheduler.stop()
@@ -221,7 +226,7 @@ def bench_fires(
 def bench_idle(folder: Path, tasks: Sequence[str], seconds: float) -> list[Row]:
     path = folder / "idle.yaml"
     write_schedule_file(path, 10_000, lambda i: f"0 {i % 60} 3 * * *", tasks)
-    scheduler = Scheduler(ScheduleStore(path), lambda ids: {})
+    scheduler = Scheduler(ScheduleStore(path), NoStarts())
     scheduler.start()
     time.sleep(2)
     begin_wall, begin_cpu = time.time(), time.process_time()
@@ -270,7 +275,7 @@ def main() -> int:
         )
         starter = TaskStarter(client)
         tasks = simulator.task_ids(tag="bench")[:10]
-        recording = Recording(lambda ids: starter.start_ids(ids, trigger="schedule"))
+        recording = Recording(starter)
         try:
             rows += bench_load(folder, tasks)
             rows += bench_fires(

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from butler.schedule_store import ScheduleStore
-from butler.scheduler import Scheduler
+from butler.schedules import Scheduler, ScheduleStore
+from butler.tasks import StartsTasks, Trigger
 from tests.scheduler.fake_clock import FakeClock
 
 START = datetime(2024, 1, 15, 12, 0, 0, tzinfo=UTC)
@@ -54,13 +54,14 @@ class Recorder:
     def __init__(self, clock: FakeClock):
         self.clock = clock
         self.calls: list[tuple[datetime, list[str]]] = []
+        self.triggers: list[Trigger] = []
         self.outcomes: dict[str, str] = {}
         self.error: BaseException | None = None
         self.gates: dict[str, threading.Event] = {}
         self.entered = threading.Event()
         self._lock = threading.Condition()
 
-    def __call__(self, task_ids: Sequence[str]) -> dict[str, str]:
+    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
         for task_id in task_ids:
             gate = self.gates.get(task_id)
             if gate is not None:
@@ -68,6 +69,7 @@ class Recorder:
                 assert gate.wait(10), "test never released the gate"
         with self._lock:
             self.calls.append((self.clock.now(), list(task_ids)))
+            self.triggers.append(trigger)
             self._lock.notify_all()
         if self.error is not None:
             raise self.error
@@ -111,7 +113,7 @@ def make_scheduler(
         *,
         start: bool = True,
         use_clock: FakeClock | None = None,
-        starter: Callable[[Sequence[str]], Any] | None = None,
+        starter: StartsTasks | None = None,
         workers: int = 4,
     ) -> Scheduler:
         if entries is not None:
@@ -130,6 +132,16 @@ def make_scheduler(
     yield factory
     for scheduler in made:
         scheduler.stop()
+
+
+class Answers:
+    """A task starter that gives the same answer to every call."""
+
+    def __init__(self, outcomes: dict[str, str]):
+        self.outcomes = outcomes
+
+    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
+        return dict(self.outcomes)
 
 
 def step(clock: FakeClock, scheduler: Scheduler, seconds: int, every: float = 1.0) -> None:

@@ -10,15 +10,18 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from butler.errors import NotFound, UpstreamError, ValidationFailed
-from butler.scheduler import MAX_WAIT, Scheduler, SystemClock
+from butler.errors import NotFound, UpstreamError
+from butler.schedules import MAX_WAIT, Scheduler, ScheduleStore, SystemClock
+from butler.tasks import Trigger
 from tests.scheduler.conftest import (
     START,
     TASK_A,
     TASK_B,
+    Answers,
     Recorder,
     entry,
     step,
+    write_schedules,
 )
 from tests.scheduler.fake_clock import FakeClock
 
@@ -93,10 +96,19 @@ def test_each_fire_records_the_true_outcome(
 def test_a_missing_outcome_is_recorded_as_a_failure(
     make_scheduler: MakeScheduler, clock: FakeClock
 ) -> None:
-    scheduler = make_scheduler([entry("s", "* * * * * *")], starter=lambda ids: {})
+    scheduler = make_scheduler([entry("s", "* * * * * *")], starter=Answers({}))
     clock.advance(1)
     assert scheduler.drain()
     assert scheduler.get("s")["lastResult"] == "failed: no result for this task"
+
+
+def test_fires_tell_the_starter_they_come_from_a_schedule(
+    make_scheduler: MakeScheduler, clock: FakeClock, recorder: Recorder
+) -> None:
+    scheduler = make_scheduler([entry("s", "* * * * * *")])
+    step(clock, scheduler, 2)
+    assert recorder.triggers == [Trigger.schedule(), Trigger.schedule()]
+    assert str(recorder.triggers[0]) == "schedule"
 
 
 def test_a_slow_start_delays_no_other_schedule_and_does_not_pile_up(
@@ -274,15 +286,6 @@ class TestApi:
         step(clock, scheduler, 5)
         assert recorder.times == [at(5)]
 
-    def test_add_refuses_invalid_fields_naming_them(self, make_scheduler: MakeScheduler) -> None:
-        scheduler = make_scheduler([])
-        body = entry("x", "* * * * *")
-        with pytest.raises(ValidationFailed, match="body/timezone"):
-            scheduler.add({**body, "timezone": "Nowhere/City"})
-        with pytest.raises(ValidationFailed, match="required property 'name'"):
-            scheduler.add({k: v for k, v in body.items() if k != "name"})
-        assert scheduler.list() == []
-
     def test_stop_and_start_change_firing_and_last_known_state(
         self, make_scheduler: MakeScheduler, clock: FakeClock, recorder: Recorder
     ) -> None:
@@ -316,9 +319,6 @@ class TestApi:
         assert changed["id"] == "s" and changed["nextRun"] == "2024-01-15T12:00:10.000Z"
         step(clock, scheduler, 10)
         assert recorder.times == [at(10)]
-        with pytest.raises(ValidationFailed, match="body/cronSchedule"):
-            scheduler.update("s", {"cronSchedule": "nonsense"})
-        assert scheduler.get("s")["cronSchedule"] == "*/10 * * * * *"
 
     def test_delete_stops_firing(
         self, make_scheduler: MakeScheduler, clock: FakeClock, recorder: Recorder
@@ -377,8 +377,6 @@ class TestApi:
         for thread in threads:
             thread.join(30)
         assert errors == []
-        from butler.schedule_store import ScheduleStore
-
         on_disk = ScheduleStore(schedule_file)
         assert sorted(on_disk.ids()) == sorted([*created, "keep"])
         assert len(created) == 80
@@ -388,21 +386,19 @@ class TestApi:
 
 
 def test_real_clock_fires_and_stops_promptly(tmp_path: Path) -> None:
-    from butler.schedule_store import ScheduleStore
-    from tests.scheduler.conftest import write_schedules
-
     path = tmp_path / "schedule.yaml"
     write_schedules(path, [entry("s", "* * * * * *")])
     fired = threading.Event()
     calls: list[datetime] = []
 
-    def starter(ids: object) -> dict[str, str]:
-        calls.append(datetime.now(UTC))
-        if len(calls) >= 2:
-            fired.set()
-        return {TASK_A: "started"}
+    class Starter:
+        def start_ids(self, ids: object, trigger: Trigger) -> dict[str, str]:
+            calls.append(datetime.now(UTC))
+            if len(calls) >= 2:
+                fired.set()
+            return {TASK_A: "started"}
 
-    scheduler = Scheduler(ScheduleStore(path), starter, clock=SystemClock())
+    scheduler = Scheduler(ScheduleStore(path), Starter(), clock=SystemClock())
     scheduler.start()
     try:
         assert fired.wait(10)

@@ -14,8 +14,7 @@ import requests
 from ruamel.yaml import YAML
 
 from butler.app import create_app
-from butler.schedule_store import ScheduleStore
-from butler.scheduler import Scheduler
+from butler.schedules import Scheduler, ScheduleStore
 from butler.services import Services
 from tests.conftest import QLIK_PLACEHOLDERS
 from tests.scheduler.conftest import START, TASK_A, TEMPLATE, Recorder, step
@@ -337,3 +336,31 @@ def test_concurrent_creates_over_http_are_all_stored(api: Api) -> None:
         thread.join(60)
     assert failures == [] and len(set(ids)) == 60
     assert sorted(ScheduleStore(api.file).ids()) == sorted([*TEMPLATE_IDS, *ids])
+
+
+def test_a_refused_update_leaves_the_schedule_as_it_was(api: Api) -> None:
+    before = api.file.read_bytes()
+    response = api.call("PUT", "/v4/schedules/task-1", json={"cronSchedule": "nonsense"})
+    assert_error(response, 400, "body/cronSchedule")
+    got = api.call("GET", "/v4/schedules", params={"id": "task-1"}).json()
+    assert got["cronSchedule"] == "*/30 * * * * *"
+    assert got["nextRun"] == "2024-01-15T12:00:30.000Z"
+    assert api.file.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "change,dropped,message",
+    [
+        ({"cronSchedule": "* * *"}, "timezone", "body/cronSchedule must have 5 or 6 fields"),
+        ({"name": 1, "cronSchedule": "61 * * * *"}, "startupState", "body/cronSchedule is not"),
+        ({"timezone": "Europe/Atlantis", "startupState": "on"}, "", "body/timezone is not"),
+        ({"qlikSenseTaskId": "abc", "tags": {"a": 1}}, "", "body/qlikSenseTaskId must be"),
+        ({"cronSchedule": "* * *"}, "name", "body must have required property 'name'"),
+    ],
+)
+def test_of_several_invalid_fields_the_first_in_field_order_is_named(
+    api: Api, change: dict[str, Any], dropped: str, message: str
+) -> None:
+    body = {k: v for k, v in {**NEW, **change}.items() if k != dropped}
+    assert_error(api.call("POST", "/v4/schedules", json=body), 400, message)
+    assert [s["id"] for s in api.call("GET", "/v4/schedules").json()] == TEMPLATE_IDS

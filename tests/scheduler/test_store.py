@@ -15,12 +15,8 @@ from ruamel.yaml import YAML
 
 from butler.config import ConfigError
 from butler.errors import Conflict
-from butler.schedule_store import (
-    ScheduleFileError,
-    ScheduleStore,
-    _emit_fast,
-    _parse_fast,
-)
+from butler.schedules import ScheduleFileError, ScheduleStore
+from butler.schedules.yaml_codec import emit_fast, parse_fast
 from tests.scheduler.conftest import TASK_A, TEMPLATE, entry, write_schedules
 
 
@@ -333,9 +329,9 @@ TRICKY = [
 @pytest.mark.parametrize("value", TRICKY)
 def test_the_fast_layout_reads_back_exactly_and_agrees_with_ruamel(value: str) -> None:
     entries = [{"id": value, "name": value, "tags": [value, "x"], "n": 5, "b": True}]
-    text = _emit_fast(entries)
+    text = emit_fast(entries)
     assert read_yaml(text)["butlerSchedule"] == entries
-    assert _parse_fast(text) == entries
+    assert parse_fast(text) == entries
 
 
 def test_files_in_other_layouts_load_the_same_through_ruamel(tmp_path: Path) -> None:
@@ -350,7 +346,7 @@ def test_files_in_other_layouts_load_the_same_through_ruamel(tmp_path: Path) -> 
     found = store.get("flow")
     assert found is not None and found["tags"] == ["a", "b"]
     store.set_known_state(["flow"], "started")
-    assert _parse_fast(path.read_text(encoding="utf-8"))[0]["lastKnownState"] == "started"
+    assert parse_fast(path.read_text(encoding="utf-8"))[0]["lastKnownState"] == "started"
 
 
 def test_edits_made_outside_butler_are_never_overwritten(template: Path) -> None:

@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from butler.schedule_store import ScheduleValidationError, check_cron
-from butler.scheduler import CronTimeline
+from butler.schedules import CronTimeline, ScheduleValidationError, check_cron
 
 
 def fires(expression: str, zone: str, start: datetime, end: datetime) -> list[datetime]:

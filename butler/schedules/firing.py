@@ -1,59 +1,45 @@
-"""The scheduler: cron timelines in each schedule's own time zone, and the thread that fires them.
+"""The scheduler: schedules from the store, fired by one thread through the task starter.
 
 Why it is built this way:
 
-* One thread keeps a heap of distinct fire instants, each with the set of schedules due
-  then, and sleeps on a condition until the earliest one (at most ``MAX_WAIT`` at a time,
-  and woken by every change). Schedules due at the same instant are handed to the task
-  starter in one call, from a small worker pool, so a slow QRS delays nobody else and
-  1,000 every-second schedules cost one start call a second.
-* Fire times are computed in the schedule's IANA zone from croniter's *naive* wall-clock
-  matches; DST is handled here rather than by croniter, following Vixie cron: a wall time
-  skipped by a spring-forward change fires once, right at the change, for fixed-time
-  schedules; a wall time shown twice by a fall-back change fires once for fixed-time
-  schedules. "Wildcard" schedules (minute or hour field starting with ``*``) simply follow
-  the wall clock as it is shown, so an every-5-minutes schedule keeps its real cadence.
+* One thread keeps the :class:`~butler.schedules.plan.Plan` (a heap of distinct fire
+  instants, each with the set of schedules due then) and sleeps on a condition until the
+  earliest one (at most ``MAX_WAIT`` at a time, and woken by every change). Schedules due
+  at the same instant are handed to the task starter in one ``start_ids`` call, from a
+  small worker pool, so a slow QRS delays nobody else and 1,000 every-second schedules
+  cost one start call a second. The starter is the same one every other trigger uses
+  (:class:`butler.tasks.TaskStarter`), so the start-task filter and truthful outcomes
+  apply to schedules too.
 * The wall clock may jump (NTP steps, manual changes). Each wake compares wall-clock
   progress with monotonic progress: after a backward jump every schedule is re-planned
   from the new time, holding back only as far as needed not to fire a slot it already
   fired (up to 3 hours for fixed-time schedules, 5 minutes for wildcard ones); a forward
   jump fires each overdue schedule once (no catch-up burst), or nothing when it exceeds
   3 hours. The same hold rule keeps a restart from firing a slot that already fired.
+* Schedules arrive checked, once, where they came in: a loaded file by the store, an API
+  change by the route schema of plugins/schedules.py. The scheduler does not check them
+  again and has no HTTP wording of its own.
 """
 
 from __future__ import annotations
 
-import functools
-import heapq
 import logging
-import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from datetime import datetime
+from typing import Any
 
-from croniter import croniter
-
-from butler.errors import ApiError, NotFound, ValidationFailed
-from butler.schedule_store import (
-    READ_ONLY_FIELDS,
-    RUNNING_STARTUP_STATES,
-    ScheduleStore,
-    ScheduleValidationError,
-    cron_fields,
-    iso_utc,
-    validate_schedule,
-)
+from butler.errors import ApiError, NotFound
+from butler.schedules.clock import Clock, SystemClock
+from butler.schedules.model import RUNNING_STARTUP_STATES, iso_utc, writable_fields
+from butler.schedules.plan import Job, Plan, PlanCache, start_point, utc
+from butler.schedules.store import ScheduleStore
+from butler.tasks.trigger import StartsTasks, Trigger
 
 log = logging.getLogger(__name__)
-
-StartTasks = Callable[[Sequence[str]], Mapping[str, str]]
-"""Starts the given task ids in one call; returns the outcome per lower-case task id."""
 
 ScheduleDicts = list[dict[str, Any]]
 _Batch = list[tuple[str, str, str]]
@@ -65,183 +51,35 @@ JUMP_TOLERANCE = 1.0
 """Wall-clock progress that differs from monotonic progress by more than this is a jump."""
 RESET_JUMP = 3 * 3600.0
 """Jumps larger than this reset every schedule to the new time (Vixie cron's limit)."""
-FIXED_HOLD = 3 * 3600.0
-WILDCARD_HOLD = 300.0
 STATE_FLUSH_INTERVAL = 1.0
 """Run-time state (last run, result, fired slot) is written at most this often."""
 HANDOFF_WAIT = 0.005
-_TICK = timedelta(microseconds=1)
-_WEEK = timedelta(days=7)
-_MAX_SEGMENTS = 16
-
-
-class Clock(Protocol):
-    """Time source of the scheduler; tests substitute one they can advance by hand."""
-
-    def now(self) -> datetime:
-        """Current wall-clock time, timezone-aware (UTC)."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never jumps."""
-        ...
-
-    def wait(self, condition: threading.Condition, timeout: float) -> None:
-        """Block on ``condition`` (held by the caller) for up to ``timeout`` seconds."""
-        ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def wait(self, condition: threading.Condition, timeout: float) -> None:
-        condition.wait(timeout)
-
-
-class CronTimeline:
-    """The fire instants of one cron expression in one time zone."""
-
-    def __init__(self, expression: str, zone: str):
-        fields = cron_fields(expression)
-        self.expression = " ".join(fields)
-        self.zone = ZoneInfo(zone)
-        minute, hour = fields[-5], fields[-4]
-        self.fixed = not (minute.startswith("*") or hour.startswith("*"))
-        """Vixie cron's "fixed-time" job: neither minute nor hour starts with ``*``."""
-        self._cron = croniter(
-            self.expression, datetime(2000, 1, 1), second_at_beginning=len(fields) == 6
-        )
-        self._lock = threading.Lock()
-
-    def next_fire(self, after: datetime) -> datetime:
-        """The first fire instant strictly after ``after`` (aware), as an aware UTC time."""
-        local = after.astimezone(self.zone)
-        offset = _offset_of(local)
-        low, inclusive = local.replace(tzinfo=None), False
-        if self.fixed and local.fold == 1:
-            repeat_end = self._repeat_end(after, local)
-            if repeat_end > low:
-                low, inclusive = repeat_end, True
-        segment_start = after.astimezone(UTC)
-        for _ in range(_MAX_SEGMENTS):
-            wall = self._next_wall(low, inclusive)
-            candidate = (wall - offset).replace(tzinfo=UTC)
-            change = self._next_transition(segment_start, candidate, offset)
-            if change is None:
-                return candidate
-            new_offset = _offset_of(change.astimezone(self.zone))
-            naive_change = change.replace(tzinfo=None)
-            if self.fixed and new_offset > offset:
-                gap_start, gap_end = naive_change + offset, naive_change + new_offset
-                if self._next_wall(gap_start, inclusive=True) < gap_end:
-                    return change
-            low, inclusive = naive_change + new_offset, True
-            if self.fixed and new_offset < offset:
-                low = naive_change + offset
-            offset, segment_start = new_offset, change
-        raise RuntimeError(f"no fire time found for {self.expression!r} in {self.zone.key}")
-
-    def _next_wall(self, wall: datetime, inclusive: bool) -> datetime:
-        start = wall - _TICK if inclusive else wall
-        with self._lock:
-            self._cron.set_current(start, force=True)
-            result: datetime = self._cron.get_next(datetime)
-        return result
-
-    def _offset_at(self, instant: datetime) -> timedelta:
-        return _offset_of(instant.astimezone(self.zone))
-
-    def _next_transition(
-        self, start: datetime, end: datetime, offset: timedelta
-    ) -> datetime | None:
-        """First instant in (start, end] whose UTC offset is not ``offset``."""
-        low = start
-        while low < end:
-            high = min(low + _WEEK, end)
-            if self._offset_at(high) != offset:
-                return self._bisect(low, high, offset)
-            low = high
-        return None
-
-    def _bisect(self, low: datetime, high: datetime, offset: timedelta) -> datetime:
-        """Zone changes happen on whole seconds: find that second to the second."""
-        lo, hi = math.floor(low.timestamp()), math.ceil(high.timestamp())
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self._offset_at(datetime.fromtimestamp(mid, UTC)) == offset:
-                lo = mid
-            else:
-                hi = mid
-        return datetime.fromtimestamp(hi, UTC)
-
-    def _repeat_end(self, after: datetime, local: datetime) -> datetime:
-        """Wall time at which the repeated (fall-back) period containing ``local`` ends."""
-        first_offset = _offset_of(local.replace(fold=0))
-        second_offset = _offset_of(local)
-        change = self._bisect(after - (first_offset - second_offset), after, first_offset)
-        return change.replace(tzinfo=None) + first_offset
-
-
-def _offset_of(local: datetime) -> timedelta:
-    offset = local.utcoffset()
-    if offset is None:
-        raise ValueError("naive datetime has no UTC offset")
-    return offset
-
-
-@functools.lru_cache(maxsize=4096)
-def timeline_for(expression: str, zone: str) -> CronTimeline:
-    """Shared timelines: thousands of schedules usually use a handful of expressions."""
-    return CronTimeline(expression, zone)
-
-
-@dataclass
-class _Job:
-    schedule_id: str
-    name: str
-    task_id: str
-    timeline: CronTimeline
-    running: bool
-    next_at: float | None = None
-    last_slot: float | None = None
-
-
-_Jobs = list[_Job]
-
-
-def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)
 
 
 class Scheduler:
-    """Schedules from a :class:`ScheduleStore`, fired through ``start_tasks``.
+    """Schedules from a :class:`ScheduleStore`, fired through ``starter``.
 
-    ``start_tasks`` gets the lower-case task ids due at one instant in one call and returns
-    the outcome per id (``started``, ``failed: ...``, ``notFound``, ``denied``,
-    ``invalid``); an ``ApiError`` it raises is recorded as ``failed: <message>``.
+    ``starter.start_ids`` gets the lower-case task ids due at one instant in one call,
+    with :meth:`Trigger.schedule`, and returns the outcome per id (``started``,
+    ``failed: ...``, ``notFound``, ``denied``, ``invalid``); an ``ApiError`` it raises is
+    recorded as ``failed: <message>``.
     """
 
     def __init__(
         self,
         store: ScheduleStore,
-        start_tasks: StartTasks,
+        starter: StartsTasks,
         clock: Clock | None = None,
         workers: int = 4,
     ):
         self._store = store
-        self._start_tasks = start_tasks
+        self._starter = starter
         self._clock: Clock = clock or SystemClock()
         self._workers = max(1, workers)
         self._cond = threading.Condition()
         self._api_lock = threading.Lock()
-        self._jobs: dict[str, _Job] = {}
-        self._heap: list[float] = []
-        self._buckets: dict[float, dict[str, None]] = {}
-        """Schedules due at each instant, in planning order (dicts keep it; sets would not)."""
+        self._jobs: dict[str, Job] = {}
+        self._plan = Plan()
         self._in_flight: set[str] = set()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -250,11 +88,11 @@ class Scheduler:
         self._state_changed = threading.Event()
         self._flusher_stop = threading.Event()
         for entry in store.entries():
-            job = self._new_job(entry)
+            job = Job.from_entry(entry)
             job.last_slot = store.run_state(job.schedule_id).last_slot
             self._jobs[job.schedule_id] = job
         with self._cond:
-            self._replan_all(self._clock.now().timestamp())
+            self._plan.replan_all(self._jobs.values(), self._clock.now().timestamp())
         running = sum(job.running for job in self._jobs.values())
         log.info(
             "Scheduler: %d schedule(s) loaded from %s, %d running",
@@ -271,7 +109,7 @@ class Scheduler:
             if self._thread is not None:
                 return
             self._stopping = False
-            self._replan_all(self._clock.now().timestamp())
+            self._plan.replan_all(self._jobs.values(), self._clock.now().timestamp())
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="butler-schedule")
             self._thread = threading.Thread(target=self._run, name="butler-scheduler", daemon=True)
             self._flusher_stop.clear()
@@ -339,12 +177,11 @@ class Scheduler:
         ]
         return "{\n" + "".join(lines) + "}"
 
-    # changing
+    # changing (fields were checked where they came in, see the module docstring)
 
-    def add(self, data: Mapping[str, Any]) -> dict[str, Any]:
+    def add(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Create a schedule; ``id``, ``created`` and ``lastKnownState`` are assigned here."""
-        body = _writable(data)
-        _validate(body)
+        body = writable_fields(fields)
         running = body["startupState"] in RUNNING_STARTUP_STATES
         entry = {
             **body,
@@ -353,33 +190,31 @@ class Scheduler:
             "lastKnownState": "started" if running else "stopped",
         }
         with self._api_lock:
-            job = self._new_job(entry)
+            job = Job.from_entry(entry)
             stored = self._store.add(entry)
             with self._cond:
                 self._jobs[job.schedule_id] = job
                 if job.running:
-                    self._plan(job, self._clock.now().timestamp(), {})
+                    self._plan.add(job, self._clock.now().timestamp(), {})
                 self._cond.notify_all()
         log.info("Scheduler: schedule %s (%s) created", job.schedule_id, job.name)
         return self._decorate([stored])[0]
 
-    def update(self, schedule_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    def update(self, schedule_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change the given fields; the schedule keeps running or stopped as it was."""
-        changes = _writable(data)
+        writable = writable_fields(changes)
         with self._api_lock:
             current = self._store.get(schedule_id)
             if current is None:
                 raise NotFound(f"Schedule ID {schedule_id} not found.")
-            merged = {**current, **changes}
-            _validate(merged)
-            fresh = self._new_job(merged)
-            stored = self._store.update(schedule_id, changes)
+            fresh = Job.from_entry({**current, **writable})
+            stored = self._store.update(schedule_id, writable)
             with self._cond:
                 job = self._jobs[schedule_id]
-                self._unplan(job)
+                self._plan.remove(job)
                 job.name, job.task_id, job.timeline = fresh.name, fresh.task_id, fresh.timeline
                 if job.running:
-                    self._plan(job, self._clock.now().timestamp(), {})
+                    self._plan.add(job, self._clock.now().timestamp(), {})
                 self._cond.notify_all()
         log.info("Scheduler: schedule %s updated", schedule_id)
         return self._decorate([stored])[0]
@@ -391,7 +226,7 @@ class Scheduler:
             self._store.delete(schedule_id)
             with self._cond:
                 job = self._jobs.pop(schedule_id)
-                self._unplan(job)
+                self._plan.remove(job)
                 self._cond.notify_all()
         log.info("Scheduler: schedule %s deleted", schedule_id)
 
@@ -410,6 +245,7 @@ class Scheduler:
     # internals: API side
 
     def _set_running(self, schedule_ids: Sequence[str] | None, running: bool) -> ScheduleDicts:
+        """One file write for any number of schedules (``startall`` of 10,000 included)."""
         with self._api_lock:
             if schedule_ids is None:
                 schedule_ids = self._store.ids()
@@ -419,28 +255,19 @@ class Scheduler:
             stored = self._store.set_known_state(schedule_ids, "started" if running else "stopped")
             with self._cond:
                 now_ts = self._clock.now().timestamp()
-                cache: dict[tuple[int, float], float] = {}
+                cache: PlanCache = {}
                 for sid in schedule_ids:
                     job = self._jobs[sid]
                     job.running = running
                     if not running:
-                        self._unplan(job)
+                        self._plan.remove(job)
                     elif job.next_at is None:
-                        self._plan(job, self._start_point(job, now_ts), cache)
+                        self._plan.add(job, start_point(job, now_ts), cache)
                 self._cond.notify_all()
         log.info(
             "Scheduler: %d schedule(s) %s", len(schedule_ids), "started" if running else "stopped"
         )
         return self._decorate(stored)
-
-    def _new_job(self, entry: Mapping[str, Any]) -> _Job:
-        return _Job(
-            schedule_id=str(entry["id"]),
-            name=str(entry.get("name", "")),
-            task_id=str(entry["qlikSenseTaskId"]).lower(),
-            timeline=timeline_for(str(entry["cronSchedule"]), str(entry["timezone"])),
-            running=entry.get("lastKnownState") == "started",
-        )
 
     def _decorate(self, entries: Iterable[dict[str, Any]]) -> ScheduleDicts:
         """Add the read-only run-time fields ``nextRun``, ``lastRun`` and ``lastResult``."""
@@ -454,59 +281,10 @@ class Scheduler:
         for entry in result:
             next_at = next_runs.get(entry["id"])
             state = self._store.run_state(entry["id"])
-            entry["nextRun"] = iso_utc(_utc(next_at)) if next_at is not None else None
+            entry["nextRun"] = iso_utc(utc(next_at)) if next_at is not None else None
             entry["lastRun"] = state.last_run
             entry["lastResult"] = state.last_result
         return result
-
-    # internals: planning (caller holds self._cond)
-
-    def _start_point(self, job: _Job, now_ts: float) -> float:
-        """Plan from now, but never re-fire a slot already fired, unless that holds too long."""
-        last = job.last_slot
-        if last is not None and last > now_ts:
-            hold = FIXED_HOLD if job.timeline.fixed else WILDCARD_HOLD
-            if last - now_ts <= hold:
-                return last
-        return now_ts
-
-    def _plan(self, job: _Job, after: float, cache: dict[tuple[int, float], float]) -> None:
-        key = (id(job.timeline), after)
-        instant = cache.get(key)
-        if instant is None:
-            instant = cache[key] = job.timeline.next_fire(_utc(after)).timestamp()
-        job.next_at = instant
-        bucket = self._buckets.get(instant)
-        if bucket is None:
-            bucket = self._buckets[instant] = {}
-            heapq.heappush(self._heap, instant)
-        bucket[job.schedule_id] = None
-
-    def _unplan(self, job: _Job) -> None:
-        if job.next_at is not None:
-            bucket = self._buckets.get(job.next_at)
-            if bucket is not None:
-                bucket.pop(job.schedule_id, None)
-            job.next_at = None
-
-    def _replan_all(self, now_ts: float) -> None:
-        self._heap.clear()
-        self._buckets.clear()
-        cache: dict[tuple[int, float], float] = {}
-        for job in self._jobs.values():
-            job.next_at = None
-            if job.running:
-                self._plan(job, self._start_point(job, now_ts), cache)
-
-    def _next_due(self) -> float | None:
-        """Earliest instant that still has schedules (drops emptied ones)."""
-        while self._heap:
-            instant = self._heap[0]
-            if self._buckets.get(instant):
-                return instant
-            heapq.heappop(self._heap)
-            self._buckets.pop(instant, None)
-        return None
 
     # internals: the firing thread
 
@@ -522,8 +300,8 @@ class Scheduler:
                 last_wall, last_mono = now_ts, mono
                 if drift < -JUMP_TOLERANCE or drift > RESET_JUMP:
                     log.warning("Scheduler: wall clock jumped by %.1f s: re-planning", drift)
-                    self._replan_all(now_ts)
-                due = self._next_due()
+                    self._plan.replan_all(self._jobs.values(), now_ts)
+                due = self._plan.next_due()
                 if due is not None and due <= now_ts:
                     self._fire(now, now_ts)
                     continue
@@ -548,18 +326,12 @@ class Scheduler:
         """Hand every schedule due by ``now`` to the pool in one batch, then plan each anew.
 
         Only what the worker needs happens before the hand-off; book-keeping follows it.
+        A schedule whose previous start is still running is skipped, not queued, so a slow
+        start never piles up.
         """
-        due_jobs: list[_Job] = []
-        fired: list[tuple[float, list[str]]] = []
         jobs = self._jobs
-        while self._heap and self._heap[0] <= now_ts:
-            instant = heapq.heappop(self._heap)
-            bucket = self._buckets.pop(instant, None)
-            if not bucket:
-                continue
-            due = [jobs[sid] for sid in bucket]
-            due_jobs.extend(due)
-            fired.append((instant, list(bucket)))
+        fired = self._plan.pop_due(now_ts)
+        due_jobs = [jobs[sid] for _, sids in fired for sid in sids]
         in_flight = self._in_flight
         batch = (
             [job for job in due_jobs if job.schedule_id not in in_flight] if in_flight else due_jobs
@@ -580,22 +352,24 @@ class Scheduler:
         for instant, sids in fired:
             self._store.record_fires(sids, instant)
         self._state_changed.set()
-        cache: dict[tuple[int, float], float] = {}
+        cache: PlanCache = {}
         for instant, sids in fired:
             for sid in sids:
                 job = jobs[sid]
                 job.last_slot = instant
                 job.next_at = None
-                self._plan(job, self._start_point(job, now_ts), cache)
+                self._plan.add(job, start_point(job, now_ts), cache)
 
-    def _run_batch(self, batch: _Jobs, run_at: datetime, picked_up: threading.Event) -> None:
+    def _run_batch(
+        self, batch: Sequence[Job], run_at: datetime, picked_up: threading.Event
+    ) -> None:
         picked_up.set()
         items = [(job.schedule_id, job.name, job.task_id) for job in batch]
         task_ids = list(dict.fromkeys(task_id for _, _, task_id in items))
         failure: str | None = None
         outcomes: Mapping[str, str] = {}
         try:
-            outcomes = self._start_tasks(task_ids)
+            outcomes = self._starter.start_ids(task_ids, Trigger.schedule())
         except ApiError as exc:
             failure = f"failed: {exc.message}"
         except Exception:
@@ -634,17 +408,3 @@ def _log_batch(items: _Batch, results: list[tuple[str, str]]) -> None:
         )
     started = len(items) - sum(len(ids) for ids in failures.values())
     log.info("Scheduler: %d schedule(s) fired, %d started", len(items), started)
-
-
-def _writable(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The caller-settable part of a schedule body (read-only fields are ignored)."""
-    return {key: value for key, value in data.items() if key not in READ_ONLY_FIELDS}
-
-
-def _validate(data: Mapping[str, Any]) -> None:
-    try:
-        validate_schedule(data)
-    except ScheduleValidationError as exc:
-        if exc.message == "is required":
-            raise ValidationFailed(f"body must have required property '{exc.field}'") from None
-        raise ValidationFailed(f"body/{exc.field} {exc.message}") from None
