@@ -1,37 +1,23 @@
-"""A Qlik Sense Engine (QIX) simulator: a real TLS WebSocket server speaking JSON-RPC 2.0.
+"""The QIX side of the Engine simulator: one session's handles and the methods they answer.
 
-Test and demo infrastructure, never used on the production path. It demands a client
-certificate signed by the test CA (as the real Engine on port 4747 does), sends the
-``OnConnected`` notification a real Engine sends, keeps QIX handles per session, answers the
-calls Butler makes for listing, dumping and reloading apps, and records every call so tests
-can assert on what went over the wire.
-
-Usage::
-
-    with EngineSimulator(certs) as engine:
-        client = EngineClient("127.0.0.1", engine.port, ...)
+A real Engine keeps handles per WebSocket session, so a :class:`QixSession` is created for
+every connection; it answers the calls Butler makes for listing, dumping and reloading apps
+from the simulator's catalogue, and hands every call to the simulator to be recorded (and,
+for a stalled method, left unanswered). Methods are looked up by (handle kind, method) in
+``_METHODS``, so an unknown pair gets the JSON-RPC "Method not found" a real Engine sends.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import ssl
-import threading
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
-from websockets.protocol import Event
-from websockets.sync.server import Server, ServerConnection, serve
+from butler.testing.engine_catalogue import SimApp
 
-from butler.testing.engine_catalogue import SimApp, demo_apps
-
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from butler.testing.engine_simulator.server import EngineSimulator
 
 GLOBAL_HANDLE = -1
 
@@ -60,19 +46,6 @@ _PARAM_NAMES: dict[str, tuple[str, ...]] = {
 _VARIABLE_FLAGS = ("qIsScriptCreated", "qIsReserved", "qIsConfig")
 
 
-class ServerCerts(Protocol):
-    """The certificate files the simulator needs (``butler.testing.certs.CertPaths``)."""
-
-    @property
-    def ca(self) -> Path: ...
-
-    @property
-    def server_cert(self) -> Path: ...
-
-    @property
-    def server_key(self) -> Path: ...
-
-
 @dataclass(frozen=True)
 class EngineCall:
     """One JSON-RPC request as received; ``app_id`` is the doc open in that session."""
@@ -82,15 +55,6 @@ class EngineCall:
     handle: int
     params: dict[str, Any]
     app_id: str | None
-
-
-@dataclass(frozen=True)
-class EngineConnection:
-    """One accepted WebSocket session."""
-
-    path: str
-    headers: dict[str, str]
-    client_subject: str
 
 
 class QixError(Exception):
@@ -103,192 +67,7 @@ class QixError(Exception):
         self.parameter = parameter
 
 
-class EngineSimulator:
-    """Serves ``apps`` (default: :func:`~butler.testing.engine_catalogue.demo_apps`)."""
-
-    def __init__(
-        self,
-        certs: ServerCerts | None,
-        apps: Iterable[SimApp] | None = None,
-        *,
-        host: str = "127.0.0.1",
-        version: str = "12.612.0",
-        require_client_cert: bool = True,
-    ):
-        self.host = host
-        self.version = version
-        self.apps: dict[str, SimApp] = {
-            app.id: app for app in (apps if apps is not None else demo_apps())
-        }
-        self._ssl = _server_context(certs, require_client_cert) if certs is not None else None
-        self._lock = threading.Condition()
-        self._calls: list[EngineCall] = []
-        self._connections: list[EngineConnection] = []
-        self._stalled: set[str] = set()
-        self._gates: dict[str, threading.Event] = {}
-        self._stopping = threading.Event()
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
-        self.reloads: Counter[str] = Counter()
-        self.saves: Counter[str] = Counter()
-        self.pings = 0
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    def start(self) -> EngineSimulator:
-        self._stopping.clear()
-        self._server = serve(
-            self._serve_connection,
-            self.host,
-            0,
-            ssl=self._ssl,
-            max_size=None,
-            logger=log,
-            create_connection=_counting_connection(self),
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="engine-simulator", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release blocked reloads and stalled calls, close sessions, stop listening."""
-        self._stopping.set()
-        with self._lock:
-            gates = list(self._gates.values())
-        for gate in gates:
-            gate.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def __enter__(self) -> EngineSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("EngineSimulator is not running")
-        return int(self._server.socket.getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        scheme = "wss" if self._ssl is not None else "ws"
-        return f"{scheme}://{self.host}:{self.port}"
-
-    # -- test controls and records -----------------------------------------------
-
-    def stall(self, *methods: str) -> None:
-        """Never answer these methods (until :meth:`stop`), to provoke client timeouts."""
-        with self._lock:
-            self._stalled.update(methods)
-
-    def release_reload(self, app_id: str) -> None:
-        """Let a ``slow`` app's pending and future reloads finish."""
-        self._gate(app_id).set()
-
-    @property
-    def calls(self) -> list[EngineCall]:
-        with self._lock:
-            return list(self._calls)
-
-    @property
-    def connections(self) -> list[EngineConnection]:
-        with self._lock:
-            return list(self._connections)
-
-    def calls_to(self, method: str, app_id: str | None = None) -> list[EngineCall]:
-        return [
-            call
-            for call in self.calls
-            if call.method == method and (app_id is None or call.app_id == app_id)
-        ]
-
-    def wait_for_call(
-        self, method: str, app_id: str | None = None, timeout: float = 10
-    ) -> EngineCall:
-        """Block until ``method`` was received (for ``app_id``); raise on timeout."""
-        with self._lock:
-            found = self._lock.wait_for(lambda: self._find(method, app_id), timeout)
-        if not found:
-            raise TimeoutError(f"Engine simulator did not receive {method} within {timeout} s")
-        return found
-
-    def wait_for_pings(self, count: int, timeout: float = 10) -> None:
-        """Block until clients have sent ``count`` WebSocket pings in total."""
-        with self._lock:
-            if not self._lock.wait_for(lambda: self.pings >= count, timeout):
-                raise TimeoutError(f"Engine simulator did not receive {count} pings")
-
-    def _record_ping(self) -> None:
-        with self._lock:
-            self.pings += 1
-            self._lock.notify_all()
-
-    def _find(self, method: str, app_id: str | None) -> EngineCall | None:
-        for call in self._calls:
-            if call.method == method and (app_id is None or call.app_id == app_id):
-                return call
-        return None
-
-    def _gate(self, app_id: str) -> threading.Event:
-        with self._lock:
-            return self._gates.setdefault(app_id, threading.Event())
-
-    # -- protocol ----------------------------------------------------------------
-
-    def _serve_connection(self, ws: ServerConnection) -> None:
-        request = ws.request
-        path = request.path if request is not None else ""
-        headers = dict(request.headers.raw_items()) if request is not None else {}
-        with self._lock:
-            self._connections.append(EngineConnection(path, headers, _peer_subject(ws)))
-            self._lock.notify_all()
-        session = _QixSession(self, path)
-        try:
-            ws.send(
-                json.dumps(
-                    {
-                        "jsonrpc": "2.0",
-                        "method": "OnConnected",
-                        "params": {"qSessionState": "SESSION_CREATED"},
-                    }
-                )
-            )
-            for raw in ws:
-                reply = session.dispatch(raw)
-                if reply is not None:
-                    ws.send(json.dumps(reply))
-        except ConnectionClosed:
-            pass
-
-    def _record(self, call: EngineCall) -> bool:
-        """Store the call; False when it must stay unanswered."""
-        with self._lock:
-            self._calls.append(call)
-            self._lock.notify_all()
-            return call.method not in self._stalled
-
-    def _reload(self, app: SimApp, params: dict[str, Any]) -> bool:
-        if app.reload == "slow":
-            self._gate(app.id).wait()
-            if self._stopping.is_set():
-                raise QixError(LOCERR_INTERNAL_ERROR, "Engine shutting down")
-        if app.reload == "error":
-            raise QixError(LOCERR_INTERNAL_ERROR, "Reload failed: script error", app.id)
-        with self._lock:
-            self.reloads[app.id] += 1
-        return app.reload != "failure"
-
-
-class _QixSession:
+class QixSession:
     """The handles of one WebSocket session and the methods callable on each."""
 
     def __init__(self, sim: EngineSimulator, path: str):
@@ -310,9 +89,9 @@ class _QixSession:
         handle = request.get("handle", GLOBAL_HANDLE)
         params = _named_params(method, request.get("params"))
         app_id = self._app.id if self._app is not None else None
-        answered = self._sim._record(EngineCall(self._path, method, handle, params, app_id))
+        answered = self._sim.record_call(EngineCall(self._path, method, handle, params, app_id))
         if not answered:
-            self._sim._stopping.wait()
+            self._sim.wait_until_stopped()
             return None
         try:
             result = self._call(handle, method, params)
@@ -393,11 +172,10 @@ class _QixSession:
     # Doc ---------------------------------------------------------------------------
 
     def _doc_do_reload(self, app: SimApp, params: dict[str, Any]) -> dict[str, Any]:
-        return {"qReturn": self._sim._reload(app, params)}
+        return {"qReturn": self._sim.run_reload(app, params)}
 
     def _doc_do_save(self, app: SimApp, params: dict[str, Any]) -> dict[str, Any]:
-        with self._sim._lock:
-            self._sim.saves[app.id] += 1
+        self._sim.record_save(app.id)
         return {}
 
     def _doc_get_script(self, app: SimApp, params: dict[str, Any]) -> dict[str, Any]:
@@ -541,45 +319,33 @@ class _QixSession:
 
 
 # (handle kind, QIX method) -> implementation.
-_METHODS: dict[tuple[str, str], Callable[[_QixSession, Any, dict[str, Any]], dict[str, Any]]] = {
-    ("Global", "EngineVersion"): _QixSession._global_engine_version,
-    ("Global", "GetDocList"): _QixSession._global_get_doc_list,
-    ("Global", "OpenDoc"): _QixSession._global_open_doc,
-    ("Doc", "CreateSessionObject"): _QixSession._doc_create_session_object,
-    ("Doc", "DoReload"): _QixSession._doc_do_reload,
-    ("Doc", "DoSave"): _QixSession._doc_do_save,
-    ("Doc", "GetAppProperties"): _QixSession._doc_get_app_properties,
-    ("Doc", "GetBookmark"): _QixSession._doc_get_bookmark,
-    ("Doc", "GetConnection"): _QixSession._doc_get_connection,
-    ("Doc", "GetConnections"): _QixSession._doc_get_connections,
-    ("Doc", "GetDimension"): _QixSession._doc_get_dimension,
-    ("Doc", "GetLineage"): _QixSession._doc_get_lineage,
-    ("Doc", "GetMeasure"): _QixSession._doc_get_measure,
-    ("Doc", "GetObject"): _QixSession._doc_get_object,
-    ("Doc", "GetScript"): _QixSession._doc_get_script,
-    ("Doc", "GetVariableById"): _QixSession._doc_get_variable_by_id,
-    ("Object", "GetFullPropertyTree"): _QixSession._object_get_full_property_tree,
-    ("Object", "GetLayout"): _QixSession._object_get_layout,
-    ("Object", "GetProperties"): _QixSession._object_get_properties,
-    ("Props", "GetLayout"): _QixSession._props_get_layout,
-    ("Props", "GetProperties"): _QixSession._props_get_properties,
-    ("Bookmark", "GetLayout"): _QixSession._bookmark_get_layout,
-    ("Bookmark", "GetProperties"): _QixSession._bookmark_get_properties,
-    ("List", "GetLayout"): _QixSession._list_get_layout,
-    ("List", "GetProperties"): _QixSession._list_get_properties,
+_METHODS: dict[tuple[str, str], Callable[[QixSession, Any, dict[str, Any]], dict[str, Any]]] = {
+    ("Global", "EngineVersion"): QixSession._global_engine_version,
+    ("Global", "GetDocList"): QixSession._global_get_doc_list,
+    ("Global", "OpenDoc"): QixSession._global_open_doc,
+    ("Doc", "CreateSessionObject"): QixSession._doc_create_session_object,
+    ("Doc", "DoReload"): QixSession._doc_do_reload,
+    ("Doc", "DoSave"): QixSession._doc_do_save,
+    ("Doc", "GetAppProperties"): QixSession._doc_get_app_properties,
+    ("Doc", "GetBookmark"): QixSession._doc_get_bookmark,
+    ("Doc", "GetConnection"): QixSession._doc_get_connection,
+    ("Doc", "GetConnections"): QixSession._doc_get_connections,
+    ("Doc", "GetDimension"): QixSession._doc_get_dimension,
+    ("Doc", "GetLineage"): QixSession._doc_get_lineage,
+    ("Doc", "GetMeasure"): QixSession._doc_get_measure,
+    ("Doc", "GetObject"): QixSession._doc_get_object,
+    ("Doc", "GetScript"): QixSession._doc_get_script,
+    ("Doc", "GetVariableById"): QixSession._doc_get_variable_by_id,
+    ("Object", "GetFullPropertyTree"): QixSession._object_get_full_property_tree,
+    ("Object", "GetLayout"): QixSession._object_get_layout,
+    ("Object", "GetProperties"): QixSession._object_get_properties,
+    ("Props", "GetLayout"): QixSession._props_get_layout,
+    ("Props", "GetProperties"): QixSession._props_get_properties,
+    ("Bookmark", "GetLayout"): QixSession._bookmark_get_layout,
+    ("Bookmark", "GetProperties"): QixSession._bookmark_get_properties,
+    ("List", "GetLayout"): QixSession._list_get_layout,
+    ("List", "GetProperties"): QixSession._list_get_properties,
 }
-
-
-def _counting_connection(sim: EngineSimulator) -> type[ServerConnection]:
-    """A connection class that tells ``sim`` about every ping a client sends."""
-
-    class CountingConnection(ServerConnection):
-        def process_event(self, event: Event) -> None:
-            if isinstance(event, Frame) and event.opcode is Opcode.PING:
-                sim._record_ping()
-            super().process_event(event)
-
-    return CountingConnection
 
 
 def _list_item(prop: dict[str, Any]) -> dict[str, Any]:
@@ -602,22 +368,3 @@ def _named_params(method: str, params: Any) -> dict[str, Any]:
     if isinstance(params, list):
         return dict(zip(_PARAM_NAMES.get(method, ()), params, strict=False))
     return {}
-
-
-def _server_context(certs: ServerCerts, require_client_cert: bool) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certfile=str(certs.server_cert), keyfile=str(certs.server_key))
-    if require_client_cert:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cafile=str(certs.ca))
-    return context
-
-
-def _peer_subject(ws: ServerConnection) -> str:
-    getpeercert = getattr(ws.socket, "getpeercert", None)
-    cert = getpeercert() if getpeercert is not None else None
-    for rdn in (cert or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return ""
