@@ -14,24 +14,28 @@ waits for a disk flush and never sees a write that is not yet durable.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from butler.errors import ApiError, BadRequest, Conflict, FeatureUnavailable, NotFound
+from butler.kvstore.values import (
+    KvEntry,
+    KvStoreError,
+    StorageError,
+    check_text,
+    parse_ttl,
+    value_text,
+)
 
 log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
-# About 31,700 years: keeps the expiry time a finite float whatever number a caller sends.
-MAX_TTL_MS = 10**15
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS namespaces ("
     " name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
@@ -42,78 +46,10 @@ _SCHEMA = (
 )
 
 
-class KvStoreError(RuntimeError):
-    """The store file cannot be opened or has an unknown layout; start-up must stop."""
-
-
-class StorageError(ApiError):
-    """A write could not be committed; nothing was changed."""
-
-    status = 500
-
-
-@dataclass(frozen=True)
-class KvEntry:
-    """One live key as seen at read time.
-
-    ``ttl`` is the time left before expiry in whole milliseconds (rounded up), or 0 when
-    the key never expires.
-    """
-
-    namespace: str
-    key: str
-    value: str
-    ttl: int
-
-
 class _Item(NamedTuple):
     value: str
     expires_at: float | None
     seq: int
-
-
-def parse_ttl(ttl: object) -> int:
-    """Turn whatever a caller sent as TTL into whole milliseconds, as the original did.
-
-    Load scripts send numbers as text (``"3000"``, or ``""`` when no TTL is wanted), so
-    numeric text counts; anything that is not a finite number means "no TTL" (0), just as
-    the original's ``parseInt`` yielded ``NaN``. The integer part is kept, capped at
-    about 31,700 years so the expiry stays a finite time; values <= 0 mean "never expires".
-    """
-    if isinstance(ttl, bool) or ttl is None:
-        return 0
-    if isinstance(ttl, int):
-        return min(ttl, MAX_TTL_MS)
-    if isinstance(ttl, str):
-        try:
-            number = float(ttl.strip())
-        except ValueError:
-            return 0
-    elif isinstance(ttl, float):
-        number = ttl
-    else:
-        return 0
-    return min(int(number), MAX_TTL_MS) if math.isfinite(number) else 0
-
-
-def value_text(value: object) -> str:
-    """Store strings as they are and anything else as compact JSON text.
-
-    Task-start items may carry numbers or objects; the original stored them raw and read
-    them back as ``"[object Object]"``. JSON text keeps them readable and round-trippable.
-    """
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _check_text(name: str, text: str) -> None:
-    if text == "":
-        raise BadRequest(f"Required parameter is missing: {name}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadRequest(f"{name} is not valid Unicode text") from exc
 
 
 class KvStore:
@@ -323,8 +259,8 @@ class KvStore:
         A new key in a namespace that already holds ``max_keys_per_namespace`` live keys is
         refused with 409; overwriting an existing key is always allowed.
         """
-        _check_text("namespace", namespace)
-        _check_text("key", key)
+        check_text("namespace", namespace)
+        check_text("key", key)
         text = value_text(value)
         try:
             text.encode("utf-8")
