@@ -9,6 +9,7 @@ editing a large YAML file by hand.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ class ConfigContract:
     sections: tuple[ConfigSection, ...]
 
 
+@functools.cache
 def default_contract() -> ConfigContract:
     """The contract of the default plugin set (built-ins plus installed entry points)."""
     from butler.plugins import config_contract, default_plugin_manager
