@@ -66,19 +66,21 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     options = CliOptions(parser, [*commands, demo])
     _add_common(options)
     pm.hook.butler_cli_arguments(options=options)
-    sim = sub.add_parser("simulate-qrs", help="run the QRS simulator on its own")
-    sim.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("simulate-qrs", help="run the QRS simulator on its own (see its --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    pm = default_plugin_manager()
-    args = build_parser(pm).parse_args(argv)
-    command = args.command or "run"
-    if command == "simulate-qrs":
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["simulate-qrs"]:
+        # Its options belong to the simulator's own parser; argparse's REMAINDER would
+        # refuse the ones that start with "-".
         from butler.testing.qrs_simulator import main as simulator_main
 
-        return int(simulator_main(args.args) or 0)
+        return int(simulator_main(words[1:]) or 0)
+    pm = default_plugin_manager()
+    args = build_parser(pm).parse_args(words)
+    command = args.command or "run"
     if command == "demo":
         from butler.testing.demo import run_demo
 

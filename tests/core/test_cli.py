@@ -204,3 +204,27 @@ def test_port_in_use_is_a_clear_error(tmp_path, capsys, restore_logging):
         assert main(["-c", str(write_config(tmp_path, port))]) == 3
     stop_logging()
     assert f"Cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_simulate_qrs_takes_the_simulators_own_options(tmp_path):
+    port = free_port()
+    butler = Path(sys.executable).parent / "butler"
+    process = subprocess.Popen(
+        [str(butler), "simulate-qrs", "--no-tls", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/qrs/about", process)
+        key = "abcdefghijklmnop"
+        about = requests.get(
+            f"http://127.0.0.1:{port}/qrs/about?xrfkey={key}",
+            headers={"X-Qlik-Xrfkey": key},
+            timeout=5,
+        )
+        assert about.status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
