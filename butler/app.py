@@ -73,12 +73,7 @@ def create_app(
             view_func=_make_view(ep),
             methods=[ep.method],
         )
-    app.extensions["butler"] = _AppState(
-        config=config,
-        services=services,
-        endpoints=mounted,
-        plugins=plugin_infos(pm, served),
-    )
+    app.extensions["butler"] = _AppState(endpoints=mounted, plugins=plugin_infos(pm, served))
     install_documentation(app, mounted, public_url(config))
 
     _install_hooks(app, config)
@@ -90,8 +85,6 @@ def create_app(
 class _AppState:
     """What the factory knows about the app it built, kept in ``app.extensions``."""
 
-    config: Config
-    services: Services
     endpoints: list[Endpoint]
     plugins: list[PluginInfo]
 

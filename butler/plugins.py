@@ -59,9 +59,16 @@ def default_plugin_manager() -> pluggy.PluginManager:
 
 
 def per_plugin(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
-    """``(plugin name, result)`` of one hook, in the order pluggy calls the plugins."""
+    """``(plugin name, result)`` of one hook, in the order pluggy calls the plugins.
+
+    The hook is called implementation by implementation (wrappers left out) because the
+    core needs to know which plugin contributed what: to name both sides of a conflict and
+    to list each plugin's routes.
+    """
     caller = getattr(pm.hook, hook)
     for impl in reversed(caller.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
         result = impl.function(*(kwargs[name] for name in impl.argnames))
         if result is not None:
             yield impl.plugin_name, result
