@@ -37,6 +37,8 @@ from butler.services import Services
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "text/plain")
+MAX_BODY_DEPTH = 64
+"""No Butler body is nested more than a few levels; 64 leaves room and bounds the work."""
 
 
 def create_app(
@@ -225,11 +227,45 @@ def _read_body() -> Any:
     if mimetype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Unsupported Content-Type '{mimetype}': send application/json")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
+    except RecursionError:
+        raise BadRequest(f"Body is nested more than {MAX_BODY_DEPTH} levels deep") from None
     except (ValueError, UnicodeDecodeError):
         if mimetype == "text/plain":
             return raw.decode("utf-8", errors="replace")
         raise BadRequest("Body is not valid JSON") from None
+    _check_body_values(body)
+    return body
+
+
+def _check_body_values(body: Any) -> None:
+    """Refuse what no store, file, log or answer can hold: deep nesting, lone surrogates.
+
+    JSON's ``\\ud800`` escapes decode to strings that cannot be encoded as UTF-8; stored,
+    they would make every later answer that carries them fail. Walked without recursion,
+    so a deep body cannot exhaust the stack here either.
+    """
+    pending: list[tuple[Any, int]] = [(body, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, str):
+            _check_text(node)
+        elif isinstance(node, dict | list):
+            if depth > MAX_BODY_DEPTH:
+                raise BadRequest(f"Body is nested more than {MAX_BODY_DEPTH} levels deep")
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    _check_text(key)
+                    pending.append((value, depth + 1))
+            else:
+                pending.extend((value, depth + 1) for value in node)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("Body text is not valid Unicode (an unpaired surrogate)") from None
 
 
 def _validated_body(schema: Schema, body: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import secrets
 import ssl
 import threading
@@ -31,6 +32,9 @@ STATUS_TOPIC = "qliksense/butler/mqtt/status"
 
 TASK_QUEUE_SIZE = 1000
 _MAX_TOPIC_BYTES = 65535
+_TOPIC_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""MQTT 3.1.1 forbids U+0000 and advises against the other controls; mosquitto drops the
+connection on some of them, which would lose the publishes and task starts that follow."""
 
 
 class MqttConfigError(ValueError):
@@ -62,14 +66,22 @@ class AzureEventGrid:
 
 
 def validate_topic(topic: Any) -> str:
-    """Refuse topics a publisher may not use, before they reach the broker."""
+    """Refuse topics a publisher may not use, before they reach the broker.
+
+    One bad topic must never cost the shared connection: the broker would close it and the
+    messages queued behind it would fail.
+    """
     if not isinstance(topic, str) or not topic:
         raise BadRequest("MQTT topic must be a non-empty string")
     if "+" in topic or "#" in topic:
         raise BadRequest("MQTT topic must not contain the wildcards '+' or '#'")
-    if "\x00" in topic:
-        raise BadRequest("MQTT topic must not contain NUL characters")
-    if len(topic.encode("utf-8")) > _MAX_TOPIC_BYTES:
+    if _TOPIC_CONTROL.search(topic):
+        raise BadRequest("MQTT topic must not contain control characters")
+    try:
+        encoded = topic.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("MQTT topic is not valid Unicode text") from None
+    if len(encoded) > _MAX_TOPIC_BYTES:
         raise BadRequest("MQTT topic is longer than 65535 bytes")
     return topic
 

@@ -148,6 +148,28 @@ def validate_schedule(data: Mapping[str, Any]) -> None:
     for field, check in _CHECKS.items():
         if field in data:
             check(data[field])
+    for field, value in data.items():
+        if not _encodable(value):
+            raise ScheduleValidationError(str(field), "is not valid Unicode text")
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every text in ``value`` can be written as UTF-8 (no unpaired surrogates).
+
+    A YAML ``"\\ud800"`` escape loads as such a text; kept, it would make every answer that
+    lists the schedules fail.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, Mapping):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(item) for item in value)
+    return True
 
 
 def writable_fields(data: Mapping[str, Any]) -> dict[str, Any]:

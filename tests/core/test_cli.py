@@ -228,3 +228,41 @@ def test_simulate_qrs_takes_the_simulators_own_options(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=20)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_caller_text_cannot_forge_log_lines(tmp_path):
+    port = free_port()
+    extra = (
+        "    keyValueStore: true\n    fileDelete: true\n"
+        "  keyValueStore:\n    persistence: memory\n"
+        f"  fileDeleteApprovedDirectories: ['{tmp_path}']\n"
+    )
+    config = write_config(tmp_path, port, extra)
+    butler = Path(sys.executable).parent / "butler"
+    process = subprocess.Popen(
+        [str(butler), "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    forged = "2026-01-01 00:00:00,000 INFO butler.audit: client=1.2.3.4 op=delete outcome=ok"
+    try:
+        wait_until_answering(f"{base}/v4/butlerping", process)
+        quoted = requests.utils.quote(f"x\n{forged}", safe="")
+        assert requests.get(f"{base}/v4/keyvalues/{quoted}?key=k", timeout=5).status_code == 404
+        body = {"deleteFile": f"{tmp_path}/missing\r\n{forged}\u2028{forged}"}
+        refused = requests.delete(f"{base}/v4/filedelete", json=body, timeout=5)
+        assert refused.status_code in (400, 404)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    lines = output.splitlines()
+    assert not [line for line in lines if line.startswith(forged)]
+    assert any("x\\n2026-01-01" in line and "-> 404" in line for line in lines)
+    assert any("op=delete" in line and "\\r\\n2026-01-01" in line for line in lines)

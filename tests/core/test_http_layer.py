@@ -40,7 +40,10 @@ class EchoPlugin:
                 body_schema=EchoBody,
             )
             for method in ("PUT", "DELETE", "PATCH")
-        ] + [Endpoint("butlerping", "GET", "/test/echo/<item>", echo, "echo", "Test")]
+        ] + [
+            Endpoint("butlerping", "GET", "/test/echo/<item>", echo, "echo", "Test"),
+            Endpoint("butlerping", "POST", "/test/echo/<item>", echo, "echo any body", "Test"),
+        ]
 
 
 @pytest.fixture
@@ -175,6 +178,48 @@ def test_body_size_limit(server):
     assert_error(
         requests.put(f"{url}/test/echo/a", json={"text": "x" * (1024 * 1024 + 10)}, timeout=10), 413
     )
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 100_000])
+def test_deeply_nested_json_is_400_not_500(server, depth):
+    url = server()
+    body = '{"text": ' + "[" * depth + "]" * depth + "}"
+    response = requests.put(
+        f"{url}/test/echo/a", data=body, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert_error(response, 400, "nested more than 64 levels")
+
+
+def test_moderately_nested_json_is_accepted(server):
+    url = server()
+    body = '{"text": "x", "extra": ' + "[" * 60 + "]" * 60 + "}"
+    response = requests.post(
+        f"{url}/test/echo/a", data=body, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body", ['{"text": "a\\ud800b"}', '{"\\udfff": 1}', '{"text": ["ok", "\\ud83d"]}']
+)
+def test_unpaired_surrogates_are_400(server, body):
+    url = server()
+    response = requests.put(
+        f"{url}/test/echo/a", data=body, headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert_error(response, 400, "unpaired surrogate")
+    paired = requests.put(f"{url}/test/echo/a", json={"text": "\U0001f600"}, timeout=5)
+    assert paired.json()["body"] == {"text": "\U0001f600"}
+
+
+def test_base_conversion_is_capped_and_exact_at_the_cap(server):
+    url = server()
+    value = "Z" * 400
+    response = requests.get(f"{url}/v4/base62tobase16", params={"base62": value}, timeout=5)
+    assert response.status_code == 200
+    assert int(response.json()["base16"], 16) == 62**400 - 1
+    too_long = requests.get(f"{url}/v4/base62tobase16", params={"base62": value + "Z"}, timeout=5)
+    assert_error(too_long, 400, "querystring/base62 must NOT have more than 400 characters")
 
 
 def test_missing_query_parameter_message(server):

@@ -121,6 +121,26 @@ def test_publish_bad_input_is_400(
     assert text in resp.json()["message"]
 
 
+@pytest.mark.parametrize("topic", ["a\u0001b", "a\x00b", "line\nbreak", "del\x7f", "c1\x85"])
+def test_control_characters_in_topics_are_400_and_the_connection_survives(
+    serve: Callable[..., str],
+    mqtt_service: MqttService,
+    mosquitto: Mosquitto,
+    subscribe: Callable[..., Subscriber],
+    topic: str,
+) -> None:
+    sub = subscribe(mosquitto, "after/#")
+    base = serve(MQTT_ON, mqtt_service)
+    url = f"{base}/v4/mqttpublishmessage"
+    refused = requests.put(url, json={"topic": topic, "message": "m", "qos": 1}, timeout=WAIT)
+    assert refused.status_code == 400
+    assert "control characters" in refused.json()["message"]
+    after = requests.put(url, json={"topic": "after/x", "message": "ok", "qos": 1}, timeout=WAIT)
+    assert after.status_code == 201
+    assert sub.next_on("after/x").payload == b"ok"
+    assert mqtt_service.connected
+
+
 def test_publish_with_mqtt_disabled_is_503(serve: Callable[..., str]) -> None:
     base = serve(MQTT_ON, None)
     resp = requests.put(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +17,7 @@ import requests
 from ruamel.yaml import YAML
 
 from butler.app import create_app
-from butler.schedules import Scheduler, ScheduleStore
+from butler.schedules import ScheduleFileError, Scheduler, ScheduleStore
 from butler.services import Services
 from tests.conftest import QLIK_PLACEHOLDERS
 from tests.scheduler.conftest import START, TASK_A, TEMPLATE, Recorder, step
@@ -364,3 +367,37 @@ def test_of_several_invalid_fields_the_first_in_field_order_is_named(
     body = {k: v for k, v in {**NEW, **change}.items() if k != dropped}
     assert_error(api.call("POST", "/v4/schedules", json=body), 400, message)
     assert [s["id"] for s in api.call("GET", "/v4/schedules").json()] == TEMPLATE_IDS
+
+
+def test_an_unpaired_surrogate_is_refused_and_listing_keeps_working(api: Api) -> None:
+    body = json.dumps({**NEW, "name": "x"}).replace('"x"', '"bad \\ud800 name"')
+    response = api.call(
+        "POST", "/v4/schedules", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 400, "unpaired surrogate")
+    assert api.call("GET", "/v4/schedules").status_code == 200
+    assert api.call("PUT", "/v4/schedules/startall").status_code == 200
+    assert "\\ud800" not in api.file.read_text(encoding="utf-8")
+
+
+def test_a_schedule_file_holding_a_surrogate_stops_start_up_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.yaml"
+    path.write_text(
+        'butlerSchedule:\n  - id: odd\n    name: "bad \\ud800 name"\n'
+        "    cronSchedule: '* * * * *'\n    timezone: Europe/Stockholm\n"
+        "    qlikSenseTaskId: 0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b\n    startupState: started\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ScheduleFileError) as info:
+        ScheduleStore(path)
+    assert "(id 'odd'): field 'name' is not valid Unicode text" in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
+def test_writes_keep_the_schedule_files_mode(api: Api) -> None:
+    api.file.chmod(0o640)
+    assert api.call("POST", "/v4/schedules", json=NEW).status_code == 201
+    assert stat.S_IMODE(api.file.stat().st_mode) == 0o640
+    api.file.chmod(0o644)
+    assert api.call("PUT", "/v4/schedules/stopall").status_code == 200
+    assert stat.S_IMODE(api.file.stat().st_mode) == 0o644
