@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -285,7 +286,7 @@ def _load(schema: type[Schema] | None, raw: Any, path: str) -> Any:
         sub_path, message = _first_error(exc.messages)
         full = f"{path}.{sub_path}" if sub_path else path
         value = _lookup(raw, sub_path)
-        got = "" if value is _MISSING else f", got {_show(value)}"
+        got = "" if value is _MISSING else f", got {_show(value, full)}"
         raise ConfigError(f"Butler.{full}: {message}{got}") from None
 
 
@@ -323,7 +324,13 @@ def _lookup(raw: Any, dotted: str) -> Any:
     return node
 
 
-def _show(value: Any) -> str:
+_SECRET_KEY = re.compile(r"password|secret|token|apikey|api_key|webhookurl|keyhash", re.I)
+"""Keys whose values are credentials: a config error names the key but never the value."""
+
+
+def _show(value: Any, path: str = "") -> str:
+    if _SECRET_KEY.search(path.rsplit(".", 1)[-1]):
+        return "<redacted>"
     if isinstance(value, str):
         return f'"{value}"'
     if value is None:

@@ -58,6 +58,21 @@ class OutboundSession(requests.Session):
         if len(secret) > 1:
             self._redactor.secrets.add(secret)
 
+    def redact(self, text: str) -> str:
+        """``text`` with every registered secret replaced by ``<redacted>``."""
+        for secret in self._redactor.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+    def answer_of(self, response: requests.Response) -> str:
+        """An upstream answer for callers and logs: one line, at most 200 characters, redacted.
+
+        An error page may echo the request (a webhook path, an API key); this is the one
+        place every outbound error text passes through.
+        """
+        text = " ".join(self.redact(response.text).split())
+        return text if len(text) <= _ANSWER_CHARS else text[: _ANSWER_CHARS - 1] + "…"
+
     def close(self) -> None:
         super().close()
         for name in URLLIB3_LOGGERS:
@@ -67,12 +82,6 @@ class OutboundSession(requests.Session):
 def new_session(pool_size: int = 16) -> OutboundSession:
     """The session the core puts in ``services.http``."""
     return OutboundSession(pool_size)
-
-
-def short_answer(text: str) -> str:
-    """An upstream answer squeezed to one line of at most 200 characters, for callers."""
-    text = " ".join(text.split())
-    return text if len(text) <= _ANSWER_CHARS else text[: _ANSWER_CHARS - 1] + "…"
 
 
 def failure_kind(exc: requests.RequestException) -> str:

@@ -22,7 +22,7 @@ from butler.endpoints import ApiRequest, Endpoint
 from butler.errors import FeatureUnavailable, UpstreamError, UpstreamTimeout
 from butler.fields import LoadScriptString
 from butler.hookspecs import hookimpl
-from butler.outbound_http import OutboundSession, failure_kind, short_answer
+from butler.outbound_http import OutboundSession, failure_kind
 from butler.services import Services
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def post_slack(
         log.warning("Slack webhook at %s could not be reached: %s", host, failure_kind(exc))
         raise UpstreamError(f"Slack could not be reached: {failure_kind(exc)}") from None
     if not 200 <= response.status_code < 300:
-        answer = short_answer(response.text)
+        answer = session.answer_of(response)
         log.warning("Slack refused the message: %s %s", response.status_code, answer)
         raise UpstreamError(f"Slack refused the message: {response.status_code} {answer}")
     log.info("Slack message posted to channel %s", payload.get("channel"))

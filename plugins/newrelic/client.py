@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from butler.errors import UpstreamError, UpstreamTimeout
-from butler.outbound_http import failure_kind, short_answer
+from butler.outbound_http import OutboundSession, failure_kind
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def _headers(extra: NameValues | None, account: NewRelicAccount) -> dict[str, st
 
 
 def _post_one(
-    session: requests.Session,
+    session: OutboundSession,
     what: str,
     url: str,
     account: NewRelicAccount,
@@ -169,6 +169,7 @@ def _post_one(
     headers: NameValues | None,
     timeout: float,
 ) -> AccountResult:
+    session.add_secret(account.api_key)
     try:
         response = session.post(
             url, json=payload, headers=_headers(headers, account), timeout=timeout
@@ -195,7 +196,7 @@ def _post_one(
             reason,
         )
         return AccountResult(account.name, account.account_id, True, response.status_code, reason)
-    answer = short_answer(response.text)
+    answer = session.answer_of(response)
     log.warning(
         "New Relic %s refused for account %s: %s %s %s",
         what,
@@ -210,7 +211,7 @@ def _post_one(
 
 
 def _post_all(
-    session: requests.Session,
+    session: OutboundSession,
     what: str,
     targets: Sequence[tuple[NewRelicAccount, str]],
     payload: Any,
@@ -230,7 +231,7 @@ def _post_all(
 
 
 def post_event(
-    session: requests.Session,
+    session: OutboundSession,
     accounts: Sequence[NewRelicAccount],
     base_url: str,
     payload: Mapping[str, Any],
@@ -243,7 +244,7 @@ def post_event(
 
 
 def post_metric(
-    session: requests.Session,
+    session: OutboundSession,
     accounts: Sequence[NewRelicAccount],
     url: str,
     payload: Sequence[Mapping[str, Any]],

@@ -130,3 +130,40 @@ def test_enabled_keys_follow_file_order(tmp_path):
     )
     assert config.enabled_endpoint_keys == ("senseStartTask", "butlerping", "scheduler.getSchedule")
     assert set(config.enabled_endpoint_keys) <= set(ENDPOINT_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("  mqttConfig:\n    enable: true\n    brokerHost: h\n", "mqttConfig.password"),
+        (
+            "  restServerEndpointsEnable:\n    newRelic:\n      postNewRelicEvent: true\n"
+            "  restServerEndpointsConfig:\n    newRelic:\n      postNewRelicEvent:\n"
+            "        url: http://x/\n  thirdPartyToolsCredentials:\n    newRelic:\n"
+            "      - accountName: a\n        accountId: 1\n",
+            "thirdPartyToolsCredentials.newRelic.0.insertApiKey",
+        ),
+        (
+            "  restServerEndpointsEnable:\n    slackPostMessage: true\n"
+            "  slackNotification:\n    restMessage:\n",
+            "slackNotification.restMessage.webhookURL",
+        ),
+    ],
+)
+def test_config_errors_never_show_secret_values(tmp_path, section, key):
+    leaf = key.rsplit(".", 1)[-1]
+    path = tmp_path / "butler.yaml"
+    text = "Butler:\n" + section
+    secret = "98765432123"
+    if leaf == "password":
+        text += f"    password: {secret}\n"
+    elif leaf == "insertApiKey":
+        text += f"        insertApiKey: {secret}\n"
+    else:
+        text += f"      webhookURL: {secret}\n"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"Butler.{key}: ")
+    assert secret not in str(info.value)
+    assert str(info.value).endswith("got <redacted>")

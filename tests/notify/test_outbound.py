@@ -80,6 +80,20 @@ def test_slack_refusal_is_502_with_answer_but_no_url(
     assert "secret" not in caplog.text
 
 
+def test_an_answer_echoing_the_webhook_path_is_redacted(
+    http_receiver: HttpReceiver,
+    http_session: requests.Session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    http_receiver.answer(Answer(500, f"Internal error while handling POST {HOOK_PATH}"))
+    with pytest.raises(UpstreamError) as err:
+        post_slack(http_session, http_receiver.url + HOOK_PATH, slack_payload("#c", "u", "m"))
+    assert "Internal error while handling POST <redacted>" in err.value.message
+    assert "secret" not in err.value.message
+    assert "secret" not in caplog.text
+
+
 def test_slack_slow_answer_is_504(
     http_receiver: HttpReceiver, http_session: requests.Session, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -253,6 +267,19 @@ def test_metric_url_verbatim_and_failures_per_account(
     reqs = http_receiver.wait_for(2)
     assert reqs[0].path == "/metric/v1"
     assert reqs[0].json() == payload
+    assert API_KEY not in caplog.text
+
+
+def test_an_answer_echoing_the_api_key_is_redacted(
+    http_receiver: HttpReceiver, http_session: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    http_receiver.answer(Answer(403, f"key {API_KEY}-1 is not valid"))
+    (result,) = post_metric(
+        http_session, _accounts()[:1], http_receiver.url + "/metric/v1", [{"metrics": []}]
+    )
+    assert not result.accepted
+    assert result.message == "key <redacted> is not valid"
     assert API_KEY not in caplog.text
 
 
