@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import pluggy
 from flask import Flask, Response, g, request
@@ -119,6 +120,7 @@ def _install_hooks(app: Flask, config: Config) -> None:
 
     @app.before_request
     def _before() -> None:
+        _check_utf8(request.environ)
         bad = request.environ.get(BAD_OVERRIDE_KEY)
         if bad is not None:
             raise BadRequest(f"Unsupported X-HTTP-Method-Override value: {bad[:20]}")
@@ -148,6 +150,23 @@ def _install_hooks(app: Flask, config: Config) -> None:
     @app.errorhandler(Exception)
     def _error(exc: Exception) -> Response:
         return error_response(exc)
+
+
+def _check_utf8(environ: Mapping[str, Any]) -> None:
+    """Refuse paths and query strings that are not UTF-8 instead of reading them as U+FFFD.
+
+    Otherwise ``%FF`` and ``%FE`` would both name the namespace "\ufffd": two URLs, one
+    key, and a key no caller can name again.
+    """
+    path = environ.get("PATH_INFO", "")
+    query = environ.get("QUERY_STRING", "")
+    try:
+        if not path.isascii():
+            path.encode("latin-1").decode("utf-8")
+        if "%" in query:
+            unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
+    except UnicodeError:
+        raise BadRequest("The URL is not valid UTF-8 (percent-encode UTF-8 bytes)") from None
 
 
 def error_response(exc: BaseException) -> Response:

@@ -196,7 +196,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         ),
         endpoint(
             "DELETE",
-            "/v4/keyvalues/<namespace>/<key>",
+            "/v4/keyvalues/<namespace>/<path:key>",
             delete_key,
             "Delete a key-value pair in a specific namespace",
             responses={204: "Deleted", 404: NOT_FOUND},

@@ -180,6 +180,25 @@ def test_a_key_named_keyexists_can_be_deleted(api: Api) -> None:
     assert api.call("GET", "/v4/keylist/ns").json() == {"namespace": "ns", "keys": []}
 
 
+@pytest.mark.parametrize("key", ["a/b", "dir/sub/file.qvd", "trailing/"])
+def test_a_key_with_slashes_can_be_deleted(api: Api, key: str) -> None:
+    api.add("ns", {"key": key, "value": "v"})
+    quoted = requests.utils.quote(key, safe="")
+    assert api.call("DELETE", f"/v4/keyvalues/ns/{quoted}").status_code == 204
+    assert api.call("GET", "/v4/keylist/ns").json() == {"namespace": "ns", "keys": []}
+
+
+@pytest.mark.parametrize(
+    "path", ["/v4/keyvalues/%FF?key=k", "/v4/keyvalues/%FE?key=k", "/v4/keyvalues/ns?key=%C3"]
+)
+def test_urls_that_are_not_utf8_are_400(api: Api, path: str) -> None:
+    api.add("ns", {"key": "k", "value": "v"})
+    assert_error(
+        api.call("GET", path), 400, "The URL is not valid UTF-8 (percent-encode UTF-8 bytes)"
+    )
+    assert api.call("GET", "/v4/keyvalues/ns?key=%C3%A5").status_code == 404
+
+
 def test_get_key_value_namespaces(api: Api) -> None:
     assert api.call("GET", "/v4/keyvaluesnamespaces").json() == []
     for ns in ("Sales ETL step 1", "Sales ETL step 2", "Another"):
