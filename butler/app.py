@@ -246,7 +246,7 @@ def _read_body() -> Any:
     if mimetype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Unsupported Content-Type '{mimetype}': send application/json")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
         raise BadRequest(f"Body is nested more than {MAX_BODY_DEPTH} levels deep") from None
     except (ValueError, UnicodeDecodeError):
@@ -255,6 +255,11 @@ def _read_body() -> Any:
         raise BadRequest("Body is not valid JSON") from None
     _check_body_values(body)
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON; Python's parser would take them as floats."""
+    raise ValueError(name)
 
 
 def _check_body_values(body: Any) -> None:

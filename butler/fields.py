@@ -45,15 +45,19 @@ class LoadScriptBoolean(fields.Field):
 
 
 class LoadScriptString(fields.String):
-    """String that also takes numbers and booleans (stringified, as the original did)."""
+    """String that also takes numbers (stringified, as the original did), never booleans.
+
+    A boolean where a text belongs is a caller's mistake, not a load-script habit: taken as
+    ``"false"`` it created a folder named ``false``.
+    """
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> Any:
         value = _unwrap(value)
         if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, int | float):
+            raise ValidationError("must be string")
+        if isinstance(value, int | float):
             value = str(value)
         return super()._deserialize(value, attr, data, **kwargs)
 

@@ -67,7 +67,7 @@ class SetBody(Schema):
         unknown = EXCLUDE
 
     key = NullableString(metadata={"description": "Key to set (required)"})
-    value = NullableString(metadata={"description": "Value to store (required)"})
+    value = LoadScriptString(metadata={"description": "Value to store (required, not null)"})
     ttl = TtlField(
         allow_none=True,
         metadata={"description": "Time to live in ms; 0, empty or absent = never expires"},

@@ -46,12 +46,13 @@ def parse_ttl(ttl: object) -> int:
     Load scripts send numbers as text (``"3000"``, or ``""`` when no TTL is wanted), so
     numeric text counts; anything that is not a finite number means "no TTL" (0), just as
     the original's ``parseInt`` yielded ``NaN``. The integer part is kept, capped at
-    about 31,700 years so the expiry stays a finite time; values <= 0 mean "never expires".
+    about 31,700 years either way so the expiry stays a finite time and an echo stays short;
+    values <= 0 mean "never expires".
     """
     if isinstance(ttl, bool) or ttl is None:
         return 0
     if isinstance(ttl, int):
-        return min(ttl, MAX_TTL_MS)
+        return max(-MAX_TTL_MS, min(ttl, MAX_TTL_MS))
     if isinstance(ttl, str):
         try:
             number = float(ttl.strip())
@@ -61,7 +62,7 @@ def parse_ttl(ttl: object) -> int:
         number = ttl
     else:
         return 0
-    return min(int(number), MAX_TTL_MS) if math.isfinite(number) else 0
+    return max(-MAX_TTL_MS, min(int(number), MAX_TTL_MS)) if math.isfinite(number) else 0
 
 
 def value_text(value: object) -> str:

@@ -401,3 +401,15 @@ def test_settings_of_disabled_endpoints_are_not_read(
 ) -> None:
     settings = {"fileDeleteApprovedDirectories": ["//server/share"]}
     assert make_app(make_config(settings)) is not None
+
+
+@pytest.mark.parametrize("route", ["/v4/createdirqvd", "/v4/createdir"])
+@pytest.mark.parametrize("value", [False, True])
+def test_a_boolean_directory_is_refused_not_created(
+    sandbox: Sandbox, route: str, value: bool
+) -> None:
+    response = sandbox.call("POST", route, {"directory": value})
+    assert response.status_code == 400
+    assert response.json()["message"] == "body/directory must be string"
+    qvd = sandbox.root / "approved" / "qvd"
+    assert not (qvd / "false").exists() and not (qvd / "true").exists()

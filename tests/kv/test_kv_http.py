@@ -91,12 +91,46 @@ def test_add_key_value_without_expiry(api: Api, ttl: Any) -> None:
     assert api.call("GET", "/v4/keyvalues/ns", params={"key": "k"}).json()["ttl"] == 0
 
 
-def test_add_key_value_coerces_numbers_and_null_to_text(api: Api) -> None:
+def test_add_key_value_coerces_numbers_to_text(api: Api) -> None:
     response = api.add("ns", {"key": 42, "value": 12345.789, "ttl": 10000.9, "extra": 1})
     assert response.status_code == 201
     assert response.json() == {"namespace": "ns", "key": "42", "value": "12345.789", "ttl": 10000}
-    assert api.add("ns", {"key": "empty", "value": None}).json()["value"] == ""
-    assert api.store.get("ns", "empty").value == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"key": "k", "value": None}, "body/value must not be null"),
+        ({"key": True, "value": "v"}, "body/key must be string"),
+        ({"key": "k", "value": False}, "body/value must be string"),
+    ],
+)
+def test_null_and_booleans_are_not_taken_as_text(
+    api: Api, body: dict[str, Any], message: str
+) -> None:
+    response = api.add("ns", body)
+    assert response.status_code == 400
+    assert response.json()["message"] == message
+    assert api.call("GET", "/v4/keyvaluesnamespaces").json() == []
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(api: Api, constant: str) -> None:
+    response = api.call(
+        "POST",
+        "/v4/keyvalues/ns",
+        data=f'{{"key": {constant}, "value": "v"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "Body is not valid JSON")
+    assert api.call("GET", "/v4/keyvaluesnamespaces").json() == []
+
+
+def test_a_huge_negative_ttl_means_no_expiry_and_echoes_the_cap(api: Api) -> None:
+    response = api.add("ns", {"key": "k", "value": "v", "ttl": -1e308})
+    assert response.status_code == 201
+    assert response.json()["ttl"] == -(10**15)
+    assert api.call("GET", "/v4/keyvalues/ns", params={"key": "k"}).json()["ttl"] == 0
 
 
 def test_get_key_value(api: Api) -> None:

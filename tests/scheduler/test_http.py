@@ -401,3 +401,9 @@ def test_writes_keep_the_schedule_files_mode(api: Api) -> None:
     api.file.chmod(0o644)
     assert api.call("PUT", "/v4/schedules/stopall").status_code == 200
     assert stat.S_IMODE(api.file.stat().st_mode) == 0o644
+
+
+def test_boolean_tags_are_refused(api: Api) -> None:
+    response = api.call("POST", "/v4/schedules", json={**NEW, "tags": ["ok", False]})
+    assert_error(response, 400, "body/tags/1 must be string")
+    assert [s["id"] for s in api.call("GET", "/v4/schedules").json()] == TEMPLATE_IDS
