@@ -29,10 +29,15 @@ from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptString, StringList
 from butler.hookspecs import hookimpl
 from butler.schedules import (
+    MAX_NAME_LENGTH,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
     STARTUP_STATES,
     Scheduler,
     ScheduleValidationError,
     check_cron,
+    check_name,
+    check_tags,
     check_task_id,
     check_timezone,
 )
@@ -72,7 +77,11 @@ class ScheduleBody(Schema):
     class Meta:
         unknown = INCLUDE
 
-    name = LoadScriptString(required=True, metadata={"description": "Descriptive name"})
+    name = LoadScriptString(
+        required=True,
+        validate=_check(check_name),
+        metadata={"description": f"Descriptive name (at most {MAX_NAME_LENGTH} characters)"},
+    )
     cronSchedule = LoadScriptString(
         required=True,
         validate=_check(check_cron),
@@ -93,7 +102,14 @@ class ScheduleBody(Schema):
         validate=validate.OneOf(STARTUP_STATES, error=_STATE_ERROR),
         metadata={"description": "start/started: runs after creation and after every start"},
     )
-    tags = StringList(metadata={"description": "Free-text labels"})
+    tags = StringList(
+        validate=_check(check_tags),
+        metadata={
+            "description": (
+                f"Free-text labels (at most {MAX_TAGS}, each at most {MAX_TAG_LENGTH} characters)"
+            )
+        },
+    )
 
 
 class ScheduleQuery(Schema):

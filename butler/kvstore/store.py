@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 from butler.errors import ApiError, BadRequest, Conflict, FeatureUnavailable, NotFound
 from butler.kvstore.values import (
+    MAX_KEY_LENGTH,
+    MAX_NAMESPACE_LENGTH,
     KvEntry,
     KvStoreError,
     StorageError,
@@ -259,8 +261,8 @@ class KvStore:
         A new key in a namespace that already holds ``max_keys_per_namespace`` live keys is
         refused with 409; overwriting an existing key is always allowed.
         """
-        check_text("namespace", namespace)
-        check_text("key", key)
+        check_text("namespace", namespace, MAX_NAMESPACE_LENGTH)
+        check_text("key", key, MAX_KEY_LENGTH)
         text = value_text(value)
         try:
             text.encode("utf-8")

@@ -14,6 +14,10 @@ from butler.errors import ApiError, BadRequest
 
 # About 31,700 years: keeps the expiry time a finite float whatever number a caller sends.
 MAX_TTL_MS = 10**15
+MAX_NAMESPACE_LENGTH = 255
+MAX_KEY_LENGTH = 1024
+"""Namespaces and keys are names a load script types; values are bounded by the request
+body limit (``restServerConfig.maxBodyBytes``) only, as they may carry JSON documents."""
 
 
 class KvStoreError(RuntimeError):
@@ -76,9 +80,12 @@ def value_text(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def check_text(name: str, text: str) -> None:
+def check_text(name: str, text: str, limit: int) -> None:
+    """A namespace or key: present, at most ``limit`` characters, encodable."""
     if text == "":
         raise BadRequest(f"Required parameter is missing: {name}")
+    if len(text) > limit:
+        raise BadRequest(f"{name} must NOT have more than {limit} characters")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

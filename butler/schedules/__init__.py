@@ -14,9 +14,14 @@ One module per job, so each can be read and tested on its own:
 from butler.schedules.clock import SystemClock
 from butler.schedules.firing import MAX_WAIT, Scheduler
 from butler.schedules.model import (
+    MAX_NAME_LENGTH,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
     STARTUP_STATES,
     ScheduleValidationError,
     check_cron,
+    check_name,
+    check_tags,
     check_task_id,
     check_timezone,
 )
@@ -24,6 +29,9 @@ from butler.schedules.store import ScheduleFileError, ScheduleStore
 from butler.schedules.timeline import CronTimeline
 
 __all__ = [
+    "MAX_NAME_LENGTH",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
     "MAX_WAIT",
     "STARTUP_STATES",
     "CronTimeline",
@@ -33,6 +41,8 @@ __all__ = [
     "Scheduler",
     "SystemClock",
     "check_cron",
+    "check_name",
+    "check_tags",
     "check_task_id",
     "check_timezone",
 ]

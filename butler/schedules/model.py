@@ -27,6 +27,15 @@ READ_ONLY_FIELDS = ("id", "created", "lastKnownState", "nextRun", "lastRun", "la
 """Fields a caller cannot set: Butler assigns or computes them."""
 REQUIRED_FIELDS = ("name", "cronSchedule", "timezone", "qlikSenseTaskId", "startupState")
 
+MAX_NAME_LENGTH = 500
+MAX_CRON_LENGTH = 200
+MAX_ZONE_LENGTH = 64
+MAX_TAGS = 100
+MAX_TAG_LENGTH = 200
+"""Limits on what a schedule stores: far above any real schedule, far below what costs
+seconds of CPU at every start-up (a 900 kB cron did). The same limits apply to the API and
+to the file."""
+
 
 class ScheduleValidationError(ValueError):
     """One field of a schedule is invalid; ``field`` names it for the caller."""
@@ -46,6 +55,7 @@ def check_cron(expression: Any) -> str:
     """
     if not isinstance(expression, str):
         raise ScheduleValidationError("cronSchedule", "must be string")
+    _check_length("cronSchedule", expression, MAX_CRON_LENGTH)
     return _check_cron_text(expression)
 
 
@@ -78,6 +88,7 @@ def check_timezone(name: Any) -> str:
     """An IANA zone name the cron fields are read in (``zoneinfo`` must know it)."""
     if not isinstance(name, str) or not name.strip():
         raise ScheduleValidationError("timezone", "must be an IANA time zone name")
+    _check_length("timezone", name, MAX_ZONE_LENGTH)
     return _check_zone_name(name)
 
 
@@ -113,6 +124,7 @@ def check_startup_state(value: Any) -> str:
 def check_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ScheduleValidationError("name", "must be string")
+    _check_length("name", value, MAX_NAME_LENGTH)
     return value
 
 
@@ -124,7 +136,16 @@ def check_tags(value: Any) -> Any:
         isinstance(tag, str | int | float) and not isinstance(tag, bool) for tag in value
     ):
         raise ScheduleValidationError("tags", "must be array of strings")
+    if len(value) > MAX_TAGS:
+        raise ScheduleValidationError("tags", f"must NOT have more than {MAX_TAGS} items")
+    for tag in value:
+        _check_length("tags", str(tag), MAX_TAG_LENGTH)
     return value
+
+
+def _check_length(field: str, text: str, limit: int) -> None:
+    if len(text) > limit:
+        raise ScheduleValidationError(field, f"must NOT have more than {limit} characters")
 
 
 _CHECKS = {

@@ -339,3 +339,19 @@ def test_routes_absent_when_disabled(
     response = requests.get(f"{url}/v4/keyvaluesnamespaces", timeout=10)
     assert response.status_code == 404
     assert response.json()["message"] == "Route GET:/v4/keyvaluesnamespaces not found"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "key", "message"),
+    [
+        ("n" * 256, "k", "namespace must NOT have more than 255 characters"),
+        ("ns", "k" * 1025, "key must NOT have more than 1024 characters"),
+    ],
+)
+def test_namespace_and_key_lengths_are_limited(
+    api: Api, namespace: str, key: str, message: str
+) -> None:
+    response = api.add(namespace, {"key": key, "value": "v"})
+    assert_error(response, 400, message)
+    assert api.call("GET", "/v4/keyvaluesnamespaces").json() == []
+    assert api.add("n" * 255, {"key": "k" * 1024, "value": "v" * 100_000}).status_code == 201

@@ -407,3 +407,42 @@ def test_boolean_tags_are_refused(api: Api) -> None:
     response = api.call("POST", "/v4/schedules", json={**NEW, "tags": ["ok", False]})
     assert_error(response, 400, "body/tags/1 must be string")
     assert [s["id"] for s in api.call("GET", "/v4/schedules").json()] == TEMPLATE_IDS
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "cronSchedule",
+            "* " * 450_000,
+            "body/cronSchedule must NOT have more than 200 characters",
+        ),
+        ("name", "n" * 501, "body/name must NOT have more than 500 characters"),
+        ("timezone", "Europe/" + "x" * 60, "body/timezone must NOT have more than 64 characters"),
+        ("tags", ["t"] * 101, "body/tags must NOT have more than 100 items"),
+        ("tags", ["ok", "t" * 201], "body/tags must NOT have more than 200 characters"),
+    ],
+)
+def test_stored_strings_are_limited(api: Api, field: str, value: Any, message: str) -> None:
+    response = api.call("POST", "/v4/schedules", json={**NEW, field: value})
+    assert_error(response, 400, message)
+    changed = api.call("PUT", "/v4/schedules/task-1", json={field: value})
+    assert_error(changed, 400, message)
+    assert [s["id"] for s in api.call("GET", "/v4/schedules").json()] == TEMPLATE_IDS
+
+
+def test_limits_at_the_edge_are_accepted(api: Api) -> None:
+    body = {**NEW, "name": "n" * 500, "tags": ["t" * 200] * 100}
+    assert api.call("POST", "/v4/schedules", json=body).status_code == 201
+
+
+def test_a_huge_cron_in_the_file_stops_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.yaml"
+    path.write_text(
+        "butlerSchedule:\n  - id: big\n    name: x\n    cronSchedule: '" + "* " * 1000 + "'\n"
+        "    timezone: Europe/Stockholm\n"
+        "    qlikSenseTaskId: 0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b\n    startupState: started\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ScheduleFileError, match="field 'cronSchedule' must NOT have more than 200"):
+        ScheduleStore(path)
