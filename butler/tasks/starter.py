@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from butler.errors import ApiError
+from butler.errors import ApiError, UpstreamTimeout
 from butler.guid import is_guid, normalise_guid
 from butler.tasks.trigger import Trigger
 
@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     from butler.qrs import QrsClient
 
 log = logging.getLogger(__name__)
+
+
+class StartOutcomeUnknown(UpstreamTimeout):
+    """QRS took the start request but did not answer in time: the tasks may be running.
+
+    504 like any timeout, with its own code, so a caller (or a retry policy) can tell "not
+    started" from "perhaps started" and does not blindly start a reload twice.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, code="START_OUTCOME_UNKNOWN")
 
 
 @dataclass(frozen=True)
@@ -225,7 +236,7 @@ class TaskStarter:
 
     def _start_all(self, refs: list[dict[str, str]]) -> dict[str, tuple[int | str, str]]:
         """Start every task in one call; on refusal, find out task by task which failed."""
-        from butler.qrs import QrsHttpError
+        from butler.qrs import QrsHttpError, QrsTimeout
 
         ids = [ref["taskId"] for ref in refs]
         if not ids:
@@ -233,6 +244,15 @@ class TaskStarter:
         try:
             self._qrs.start_tasks(ids)
             return {}
+        except QrsTimeout:
+            log.warning(
+                "QRS did not answer a start of %d task(s) in time: outcome unknown", len(ids)
+            )
+            raise StartOutcomeUnknown(
+                f"QRS did not answer the start of {len(ids)} task(s) in time: they may have "
+                "started. Check their state in the QMC before retrying; a retry may start "
+                "them twice"
+            ) from None
         except QrsHttpError as batch_error:
             log.warning(
                 "QRS refused a batch start (HTTP %s); starting one by one", batch_error.qrs_status
@@ -247,6 +267,8 @@ class TaskStarter:
                     exc.qrs_status,
                     f"QRS refused the start (HTTP {exc.qrs_status})",
                 )
+            except QrsTimeout:
+                refused[task_id] = ("unknown", "QRS did not answer in time: it may have started")
             except ApiError as exc:
                 refused[task_id] = ("error", exc.message)
         return refused

@@ -306,6 +306,20 @@ def test_qrs_slow_is_504_and_service_keeps_serving(butler, qrs_simulator, qrs_ce
     assert again.json()["totalTasksStarted"] == 1
 
 
+def test_a_start_qrs_answers_too_late_is_reported_as_outcome_unknown(
+    butler, qrs_simulator, qrs_certs
+):
+    qrs_config = butler_qrs_config(qrs_simulator, qrs_certs)["configQRS"]
+    url, _ = butler({"configQRS": {**qrs_config, "timeout": 0.5}})
+    qrs_simulator.add_fault("/qrs/task/start/many", delay=1.0, times=1)
+    response = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=[], timeout=10)
+    assert response.status_code == 504
+    body = response.json()
+    assert body["code"] == "START_OUTCOME_UNKNOWN"
+    assert "may have started" in body["message"]
+    assert [start.task_id for start in qrs_simulator.wait_for_starts(1)] == [APP1]
+
+
 def test_qrs_down_is_502(make_config, live_server, qrs_certs, qrs_simulator):
     config_data = butler_qrs_config(qrs_simulator, qrs_certs)
     config_data["configQRS"]["port"] = 1  # nothing listens there
