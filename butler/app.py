@@ -37,7 +37,7 @@ from butler.services import Services
 
 log = logging.getLogger(__name__)
 
-JSON_TYPES = ("application/json", "text/plain")
+JSON_TYPE = "application/json"
 MAX_BODY_DEPTH = 64
 """No Butler body is nested more than a few levels; 64 leaves room and bounds the work."""
 
@@ -242,16 +242,17 @@ def _read_body() -> Any:
         raise PayloadTooLarge("Request body is too large") from None
     if not raw or not raw.strip():
         return None
-    mimetype = request.mimetype or "application/json"
-    if mimetype not in JSON_TYPES:
-        raise UnsupportedMediaType(f"Unsupported Content-Type '{mimetype}': send application/json")
+    mimetype = request.mimetype
+    if mimetype != JSON_TYPE and not mimetype.endswith("+json"):
+        # A browser page may send text/plain, form or untyped bodies to any site without
+        # asking first; only a JSON type needs the preflight no hostile page gets through.
+        shown = mimetype or "none"
+        raise UnsupportedMediaType(f"Unsupported Content-Type '{shown}': send application/json")
     try:
         body = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
         raise BadRequest(f"Body is nested more than {MAX_BODY_DEPTH} levels deep") from None
     except (ValueError, UnicodeDecodeError):
-        if mimetype == "text/plain":
-            return raw.decode("utf-8", errors="replace")
         raise BadRequest("Body is not valid JSON") from None
     _check_body_values(body)
     return body

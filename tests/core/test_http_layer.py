@@ -173,6 +173,33 @@ def test_invalid_json_and_media_type(server):
     assert_error(requests.put(f"{url}/test/echo/a", data={"a": "b"}, timeout=5), 415)
 
 
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "text/plain; charset=utf-8", "multipart/form-data", None]
+)
+def test_bodies_a_browser_may_send_cross_site_are_415(server, content_type):
+    url = server()
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    request = requests.Request("POST", f"{url}/test/echo/a", data=b'{"text": "x"}', headers=headers)
+    prepared = request.prepare()
+    if content_type is None:
+        prepared.headers.pop("Content-Type", None)
+    with requests.Session() as session:
+        response = session.send(prepared, timeout=5)
+    assert_error(response, 415, "send application/json")
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/ld+json"])
+def test_json_types_are_accepted(server, content_type):
+    url = server()
+    response = requests.put(
+        f"{url}/test/echo/a",
+        data='{"text": "x"}',
+        headers={"Content-Type": content_type},
+        timeout=5,
+    )
+    assert response.json()["body"] == {"text": "x"}
+
+
 def test_body_size_limit(server):
     url = server()
     assert_error(
