@@ -129,6 +129,7 @@ class TlsSection(OpenSchema):
     cert = config_string(allow_none=True, load_default=None)
     key = config_string(allow_none=True, load_default=None)
     ca = config_string(allow_none=True, load_default=None)
+    requireClientCertificate = ConfigBoolean(load_default=False)
 
 
 class RestServerConfig(OpenSchema):

@@ -96,6 +96,7 @@ def _tls_files(config: Config) -> TlsFiles | None:
         cert=config.resolve_path(config.get("restServerConfig.tls.cert", "")),
         key=config.resolve_path(config.get("restServerConfig.tls.key", "")),
         ca=config.resolve_path(ca) if ca else None,
+        require_client_cert=config.get("restServerConfig.tls.requireClientCertificate") is True,
     )
 
 

@@ -21,9 +21,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TlsFiles:
+    """The server's certificate and key; with ``ca``, callers' certificates are requested.
+
+    A presented certificate must chain to ``ca`` or the handshake fails; without one the
+    caller is served unless ``require_client_cert``.
+    """
+
     cert: Path
     key: Path
     ca: Path | None = None
+    require_client_cert: bool = False
 
 
 class ServerHandle(Protocol):
@@ -108,6 +115,10 @@ class CherootTlsServer:
         self._server = wsgi.Server((host, port), app, numthreads=threads, server_name="Butler")
         adapter = BuiltinSSLAdapter(str(tls.cert), str(tls.key), str(tls.ca) if tls.ca else None)
         adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if tls.ca:
+            adapter.context.verify_mode = (
+                ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
+            )
         self._server.ssl_adapter = adapter
         self._server.prepare()
         self.host = host

@@ -41,3 +41,40 @@ def test_missing_tls_file_fails_before_serving(make_config, tmp_path):
     app = create_app(make_config())
     with pytest.raises(OSError, match="TLS cert file could not be loaded"):
         build_server(app, "127.0.0.1", 0, tls=TlsFiles(tmp_path / "no.pem", tmp_path / "no.key"))
+
+
+@pytest.fixture(scope="module")
+def strangers(tmp_path_factory):
+    """A second, unrelated CA with its own client certificate."""
+    return generate_certificates(tmp_path_factory.mktemp("stranger"))
+
+
+def serve_with_client_ca(make_config, live_server, certs, require=False):
+    config = make_config({"restServerEndpointsEnable": {"butlerping": True}})
+    tls = TlsFiles(certs.server_cert, certs.server_key, certs.ca, require_client_cert=require)
+    return live_server(create_app(config), tls=tls) + "/v4/butlerping"
+
+
+def test_with_a_client_ca_a_trusted_client_certificate_is_accepted(make_config, live_server, certs):
+    url = serve_with_client_ca(make_config, live_server, certs)
+    client = (str(certs.client_cert), str(certs.client_key))
+    response = requests.get(url, verify=str(certs.ca), cert=client, timeout=5)
+    assert response.status_code == 200
+
+
+def test_with_a_client_ca_an_untrusted_client_certificate_is_refused(
+    make_config, live_server, certs, strangers
+):
+    url = serve_with_client_ca(make_config, live_server, certs)
+    stranger = (str(strangers.client_cert), str(strangers.client_key))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(url, verify=str(certs.ca), cert=stranger, timeout=5)
+    assert requests.get(url, verify=str(certs.ca), timeout=5).status_code == 200
+
+
+def test_a_required_client_certificate_must_be_presented(make_config, live_server, certs):
+    url = serve_with_client_ca(make_config, live_server, certs, require=True)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(url, verify=str(certs.ca), timeout=5)
+    client = (str(certs.client_cert), str(certs.client_key))
+    assert requests.get(url, verify=str(certs.ca), cert=client, timeout=5).status_code == 200
