@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from butler.errors import ApiError, BadRequest, Conflict, Forbidden
+from butler.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from butler_plugins.file_ops import operations as fileops
+from butler_plugins.file_ops import transfer
+from butler_plugins.file_ops.folder import Folder
 from butler_plugins.file_ops.operations import FileOperations
 from butler_plugins.file_ops.policy import DirectoryPair, PathPolicy
 
@@ -58,7 +60,7 @@ def test_unexpected_os_error_is_a_safe_500_with_an_audit_line(
     def broken(*_: Any, **__: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", "/internal/secret/path")
 
-    monkeypatch.setattr(fileops.shutil, "copyfile", broken)
+    monkeypatch.setattr(transfer, "copy_data", broken)
     ops = operations(area)
     with caplog.at_level(logging.INFO), pytest.raises(ApiError) as err:
         ops.copy(
@@ -119,8 +121,8 @@ def test_publish_never_replaces_a_target_that_appeared_meanwhile(tmp_path: Path)
     staged, target = tmp_path / "staged", tmp_path / "target"
     staged.write_text("new")
     target.write_text("someone else's")
-    with pytest.raises(Conflict):
-        fileops._publish(staged, target, overwrite=False)
+    with Folder.open_root(tmp_path) as folder, pytest.raises(Conflict):
+        transfer.publish(folder, "staged", "target", overwrite=False)
     assert target.read_text() == "someone else's"
     assert staged.read_text() == "new"
 
@@ -206,11 +208,16 @@ def test_createdir_restrictions(area: Path, tmp_path: Path) -> None:
 
 
 def _cross_device(real: Any, source: Path) -> Any:
+    """``real`` (an ``os`` call taking a name and a folder descriptor) failing with EXDEV."""
+
     def wrapper(first: Any, *args: Any, **kwargs: Any) -> Any:
-        if Path(first) == source:
+        if str(first) == source.name:
+            refusals.append(first)
             raise OSError(errno.EXDEV, "Invalid cross-device link")
         return real(first, *args, **kwargs)
 
+    refusals: list[Any] = []
+    wrapper.refusals = refusals  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -219,11 +226,13 @@ def test_file_move_falls_back_to_copy_across_volumes(
     area: Path, monkeypatch: pytest.MonkeyPatch, overwrite: bool
 ) -> None:
     source = area / "src" / "a.qvd"
-    monkeypatch.setattr(fileops.os, "link", _cross_device(os.link, source))
-    monkeypatch.setattr(Path, "replace", _cross_device(Path.replace, source))
+    link, rename = _cross_device(os.link, source), _cross_device(os.rename, source)
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "rename", rename)
     if overwrite:
         (area / "dst" / "a.qvd").write_text("OLD")
     operations(area).move("c", str(source), str(area / "dst/a.qvd"), overwrite=overwrite)
+    assert link.refusals or rename.refusals
     assert not source.exists()
     assert (area / "dst" / "a.qvd").read_text() == "A"
     assert leftovers(area) == []
@@ -233,8 +242,10 @@ def test_directory_move_falls_back_to_copy_across_volumes(
     area: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = area / "src" / "tree"
-    monkeypatch.setattr(Path, "rename", _cross_device(Path.rename, source))
+    rename = _cross_device(os.rename, source)
+    monkeypatch.setattr(os, "rename", rename)
     operations(area).move("c", str(source), str(area / "dst/tree"), overwrite=False)
+    assert rename.refusals
     assert not source.exists()
     assert (area / "dst" / "tree" / "inner" / "d.qvd").read_text() == "D"
     assert leftovers(area) == []
@@ -246,14 +257,14 @@ def test_directory_move_overwrite_restores_the_target_when_the_move_fails(
     (area / "dst" / "tree").mkdir()
     (area / "dst" / "tree" / "keep.qvd").write_text("KEEP")
     source = area / "src" / "tree"
-    real_rename = Path.rename
+    real_rename = os.rename
 
-    def failing(self: Path, target: Any) -> Any:
-        if self == source:
+    def failing(first: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(first) == source.name:
             raise PermissionError(errno.EACCES, "in use")
-        return real_rename(self, target)
+        return real_rename(first, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "rename", failing)
+    monkeypatch.setattr(os, "rename", failing)
     with pytest.raises(ApiError) as err:
         operations(area).move("c", str(source), str(area / "dst/tree"), overwrite=True)
     assert err.value.status == 500
@@ -283,3 +294,19 @@ def test_real_move_across_file_systems(area: Path, other_volume: Path) -> None:
     assert (area / "dst" / "f.qvd").read_text() == "F"
     assert (area / "dst" / "tree" / "sub" / "x.qvd").read_text() == "X"
     assert list(other_volume.iterdir()) == []
+
+
+def test_missing_approved_folders_are_created_or_reported(area: Path) -> None:
+    shutil.rmtree(area / "dst")
+    shutil.rmtree(area / "del")
+    ops = operations(area)
+    ops.copy(
+        "c",
+        str(area / "src/a.qvd"),
+        str(area / "dst/new/a.qvd"),
+        overwrite=False,
+        preserve_timestamp=False,
+    )
+    assert (area / "dst" / "new" / "a.qvd").read_text() == "A"
+    with pytest.raises(NotFound):
+        ops.delete("c", str(area / "del" / "gone.qvd"))

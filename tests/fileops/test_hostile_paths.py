@@ -203,21 +203,23 @@ def test_encoded_separators_stay_literal_names(sandbox: Sandbox, name: str) -> N
     assert sandbox.outside_snapshot() == before
 
 
-def test_links_inside_a_copied_tree_are_copied_as_links(sandbox: Sandbox) -> None:
-    before = sandbox.outside_snapshot()
-    response = sandbox.call(*COPY, {"fromFile": "$F/tree", "toFile": "$T/tree"})
-    assert response.status_code == 201
-    copied = sandbox.root / "approved" / "to" / "tree" / "out_link"
-    assert copied.is_symlink()
-    assert copied.readlink() == sandbox.root / "outside"
-    response = sandbox.call(*COPY, {"fromFile": "$F/tree", "toFile": "$T/tree", "overwrite": True})
-    assert response.status_code == 201
-    assert sandbox.outside_snapshot() == before
+@pytest.mark.parametrize("route", [COPY, MOVE])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_tree_holding_a_link_is_neither_copied_nor_moved(
+    sandbox: Sandbox, route: tuple[str, str], overwrite: bool
+) -> None:
+    before = sandbox.snapshot()
+    body = {"fromFile": "$F/tree", "toFile": "$T/tree", "overwrite": overwrite}
+    response = sandbox.call(*route, body)
+    assert response.status_code == 400
+    assert "links are not copied or moved" in response.json()["message"]
+    assert sandbox.snapshot() == before
 
 
 def test_merge_copy_replaces_links_in_the_destination_instead_of_following_them(
     sandbox: Sandbox,
 ) -> None:
+    (sandbox.root / "approved" / "from" / "tree" / "out_link").unlink()
     target = sandbox.root / "approved" / "to" / "tree"
     target.mkdir()
     (target / "inner").symlink_to(sandbox.root / "outside" / "dir", target_is_directory=True)
