@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from butler.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from butler_plugins.file_ops import folder as folder_module
 from butler_plugins.file_ops import operations as fileops
 from butler_plugins.file_ops import transfer
 from butler_plugins.file_ops.folder import Folder
@@ -310,3 +311,42 @@ def test_missing_approved_folders_are_created_or_reported(area: Path) -> None:
     assert (area / "dst" / "new" / "a.qvd").read_text() == "A"
     with pytest.raises(NotFound):
         ops.delete("c", str(area / "del" / "gone.qvd"))
+
+
+def test_the_path_based_folders_of_windows_do_the_same_work(
+    area: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows has no dir_fd; its step-by-step checked paths run here on the same cases."""
+    monkeypatch.setattr(folder_module, "_BY_FD", False)
+    ops = operations(area)
+    src, dst = area / "src", area / "dst"
+    ops.copy(
+        "c",
+        str(src / "a.qvd"),
+        str(dst / "deep" / "a.qvd"),
+        overwrite=False,
+        preserve_timestamp=True,
+    )
+    ops.copy("c", str(src / "tree"), str(dst / "tree"), overwrite=False, preserve_timestamp=False)
+    ops.move("c", str(src / "a.qvd"), str(dst / "moved.qvd"), overwrite=False)
+    assert (dst / "deep" / "a.qvd").read_text() == "A"
+    assert (dst / "tree" / "inner" / "d.qvd").read_text() == "D"
+    assert (dst / "moved.qvd").read_text() == "A" and not (src / "a.qvd").exists()
+    (area / "del" / "x").mkdir()
+    (area / "del" / "x" / "y.qvd").write_text("Y")
+    ops.delete("c", str(area / "del" / "x"))
+    assert not (area / "del" / "x").exists()
+    ops.create_dir("c", str(area / "mk" / "a" / "b"))
+    assert (area / "mk" / "a" / "b").is_dir()
+    outside = area / "outside"
+    outside.mkdir()
+    (area / "mk" / "link").symlink_to(outside, target_is_directory=True)
+    (src / "tree" / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(BadRequest, match="links are not copied or moved"):
+        ops.copy("c", str(src / "tree"), str(dst / "t3"), overwrite=False, preserve_timestamp=False)
+    with monkeypatch.context() as patched:
+        patched.setattr(fileops, "_resolve", lambda path: Path(path))
+        with pytest.raises(Forbidden, match="symbolic link or junction"):
+            ops.create_dir("c", str(area / "mk" / "link" / "new"))
+    assert list(outside.iterdir()) == []
+    assert leftovers(area) == []
