@@ -7,6 +7,7 @@ did badly (its plain background port bypassed TLS). cheroot speaks TLS itself, s
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import threading
@@ -45,6 +46,33 @@ class ServerHandle(Protocol):
     def shutdown(self) -> None: ...
 
 
+def _json_error_channel() -> type:
+    """waitress's channel, with the requests waitress itself refuses answered as JSON.
+
+    Bad framing, oversized headers or bodies and malformed request lines never reach the
+    app, so waitress would answer them in plain text; callers parse one error shape.
+    """
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self) -> None:
+            error = self.request.error
+            body = json.dumps(
+                {"statusCode": error.code, "error": error.reason, "message": error.body}
+            ).encode("utf-8")
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
+
+
 class WaitressServer:
     """A waitress server bound at construction, so port 0 resolves before serving."""
 
@@ -56,8 +84,8 @@ class WaitressServer:
             host=host,
             port=port,
             threads=threads,
-            # The app answers 413 in JSON; waitress's own (plain-text) cap only stops the
-            # absurd bodies that should not even be buffered.
+            # The app answers 413 itself; waitress's own cap only stops the absurd bodies
+            # that should not even be buffered.
             max_request_body_size=max_body * 4,
             connection_limit=1000,
             channel_timeout=120,
@@ -65,6 +93,7 @@ class WaitressServer:
             ident="Butler",
             clear_untrusted_proxy_headers=True,
         )
+        self._server.channel_class = _json_error_channel()
         self.host = host
         self.port = int(self._server.effective_port)
         self._stopped = threading.Event()

@@ -2,6 +2,8 @@
 
 import http.client
 import json
+import re
+import socket
 from urllib.parse import urlsplit
 
 import pytest
@@ -323,3 +325,34 @@ def test_access_log_line(server, caplog):
         requests.get(f"{url}/v4/butlerping", timeout=5)
     lines = [r.getMessage() for r in caplog.records if r.name == "butler.access"]
     assert any(line.startswith("GET /v4/butlerping from 127.0.0.1 -> 200 in ") for line in lines)
+
+
+def raw_exchange(url, data):
+    """Send raw bytes, read the whole answer (the server closes after an error)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /v4/butlerping HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"PUT /test/echo/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n", 400),
+        (b"PUT /test/echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n", 413),
+        (b"GET /v4/butlerping HTTP/1.1\r\nHost: x\rX: y\r\n\r\n", 400),
+    ],
+    ids=["bad-content-length", "bad-chunking", "announced-huge-body", "bare-cr"],
+)
+def test_what_waitress_refuses_is_answered_in_json(server, request_bytes, status):
+    head, body = raw_exchange(server(), request_bytes)
+    assert re.match(rf"HTTP/1\.[01] {status} ", head), head
+    assert "Content-Type: application/json" in head
+    answer = json.loads(body)
+    assert answer["statusCode"] == status
+    assert answer["error"] and isinstance(answer["message"], str)
