@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fuzz a live `butler demo` with schemathesis from its own OpenAPI document.
+# Fails (non-zero) on any 500 answer. Usage: bash scripts/fuzz.sh [max examples per operation]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${BUTLER_VENV:-.venv}"
+EXAMPLES="${1:-150}"
+PORT="$("$VENV/bin/python" -c 'from butler.testing.processes import free_port; print(free_port())')"
+WORKDIR="$(mktemp -d)"
+"$VENV/bin/butler" demo --port "$PORT" --workdir "$WORKDIR" > "$WORKDIR/demo.log" 2>&1 &
+DEMO=$!
+trap 'kill "$DEMO" 2>/dev/null; wait "$DEMO" 2>/dev/null; rm -rf "$WORKDIR"' EXIT
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$PORT/v4/butlerping" >/dev/null && break
+  sleep 0.2
+done
+
+PYTHONPATH="scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=fuzz_checks \
+  "$VENV/bin/st" run "http://127.0.0.1:$PORT/documentation/json" \
+  --checks no_internal_error --max-examples "$EXAMPLES" --workers 2 --no-color
