@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -69,11 +70,12 @@ def create_app(
         if config.endpoint_enabled(ep.enable_key)
     ]
     mounted = [ep for _, ep in served]
+    slots = threading.BoundedSemaphore(waiting_slots(config))
     for ep in mounted:
         app.add_url_rule(
             ep.rule,
             endpoint=f"{ep.method} {ep.rule}",
-            view_func=_make_view(ep),
+            view_func=_make_view(ep, slots),
             methods=[ep.method],
         )
     app.extensions["butler"] = _AppState(endpoints=mounted, plugins=plugin_infos(pm, served))
@@ -138,6 +140,9 @@ def _install_hooks(app: Flask, config: Config) -> None:
 
     @app.after_request
     def _after(response: Response) -> Response:
+        retry_after = g.get("retry_after")
+        if retry_after is not None:
+            response.headers["retry-after"] = str(retry_after)
         decision = g.get("rate")
         if decision is not None:
             response.headers["x-ratelimit-limit"] = str(decision.limit)
@@ -200,7 +205,20 @@ def error_response(exc: BaseException) -> Response:
     )
 
 
-def _make_view(ep: Endpoint) -> Any:
+def waiting_slots(config: Config) -> int:
+    """How many workers routes that wait on upstreams may hold at once.
+
+    ``restServerConfig.maxWaiting``, or all workers but four (at least one), so that pings,
+    key-value calls and the other quick routes always find a free worker while QRS or the
+    Engine hang.
+    """
+    configured = config.get("restServerConfig.maxWaiting")
+    if configured is not None:
+        return int(configured)
+    return max(1, config.get("restServerConfig.threads") - 4)
+
+
+def _make_view(ep: Endpoint, slots: threading.BoundedSemaphore) -> Any:
     query_schema = schema_instance(ep.query_schema)
     body_schema = schema_instance(ep.body_schema)
 
@@ -210,7 +228,19 @@ def _make_view(ep: Endpoint) -> Any:
         if body_schema is not None:
             body = _validated_body(body_schema, body)
         call = ApiRequest(path=path, query=query, body=body, client=request.remote_addr or "-")
-        return ep.view(call)
+        if not ep.waits:
+            return ep.view(call)
+        if not slots.acquire(blocking=False):
+            g.retry_after = 1
+            log.warning("Busy: every waiting slot is taken, %s %s refused", ep.method, ep.rule)
+            raise TooManyRequests(
+                "Butler is busy: every worker for calls that wait on Qlik Sense or a "
+                "webhook is taken (restServerConfig.maxWaiting); retry in a moment"
+            )
+        try:
+            return ep.view(call)
+        finally:
+            slots.release()
 
     view.__name__ = f"{ep.method.lower()}_{ep.rule}"
     view.__doc__ = ep.summary

@@ -144,6 +144,11 @@ class RestServerConfig(OpenSchema):
     threads = config_integer(
         validate=validate.Range(1, 512, error="must be 1-512"), load_default=16
     )
+    maxWaiting = config_integer(
+        validate=validate.Range(1, 512, error="must be 1-512"),
+        allow_none=True,
+        load_default=None,
+    )
     rateLimit = config_integer(
         validate=validate.Range(0, error="must be 0 or more"), load_default=0
     )

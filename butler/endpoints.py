@@ -53,6 +53,9 @@ class Endpoint:
     body_example: Any = None
     responses: Mapping[int, str] = field(default_factory=dict)
     description: str = ""
+    waits: bool = False
+    """The route may hold its worker for an upstream (QRS, Engine, a webhook) or a wait;
+    such routes share ``restServerConfig.maxWaiting`` workers, the rest stay for quick ones."""
 
 
 def schema_instance(schema: type[Schema] | Schema | None) -> Schema | None:

@@ -64,15 +64,21 @@ def build_openapi(endpoints: Iterable[Endpoint], server_url: str | None = None) 
     return spec.to_dict()
 
 
+def _responses(ep: Endpoint) -> dict[int, str]:
+    answers = dict(ep.responses or {200: "Success"})
+    if ep.waits:
+        answers.setdefault(
+            429, "Every worker for waiting calls is taken (restServerConfig.maxWaiting): retry"
+        )
+    return answers
+
+
 def _operation(ep: Endpoint) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": ep.summary,
         "tags": [ep.tag],
         "operationId": f"{ep.method.lower()}_{ep.rule}",
-        "responses": {
-            str(code): {"description": text}
-            for code, text in (ep.responses or {200: "Success"}).items()
-        },
+        "responses": {str(code): {"description": text} for code, text in _responses(ep).items()},
     }
     if ep.description:
         op["description"] = ep.description

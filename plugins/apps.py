@@ -172,6 +172,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             tag=TAG,
             query_schema=ReloadQuery,
             body_schema=ReloadBody,
+            waits=True,
             body_example={
                 "reloadMode": 0,
                 "partialReload": True,
@@ -191,6 +192,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 summary="Dump a Sense app to JSON",
                 description=dump_doc,
                 tag=TAG,
+                waits=True,
                 responses={200: "The app as JSON", **errors},
             )
         )
@@ -204,6 +206,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 summary="Get a list of all apps in Sense environment",
                 description="Array of {id, name}, as far as the Engine user may see them.",
                 tag=TAG,
+                waits=True,
                 responses={200: "Array of apps", **{k: v for k, v in errors.items() if k != 404}},
             )
         )

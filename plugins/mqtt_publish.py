@@ -76,6 +76,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             ),
             tag=TAG,
             body_schema=PublishBody,
+            waits=True,
             body_example={
                 "topic": "qliksense/new_data_notification/sales",
                 "message": "dt=20201028",

@@ -134,6 +134,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             ),
             tag=TAG,
             body_schema=SlackBody,
+            waits=True,
             body_example={
                 "channel": "#reload-notification",
                 "from_user": "Butler the Bot",

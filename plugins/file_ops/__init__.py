@@ -137,6 +137,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             ),
             tag=TAG,
             body_schema=CopyBody,
+            waits=True,
             body_example={
                 "fromFile": "C:/data/qvd/subfolder/file1.qvd",
                 "toFile": "C:/data/archive/file1_20200925.qvd",
@@ -157,6 +158,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             ),
             tag=TAG,
             body_schema=MoveBody,
+            waits=True,
             body_example={
                 "fromFile": "C:/data/qvd/subfolder/file1.qvd",
                 "toFile": "C:/data/archive/file1_20200925.qvd",

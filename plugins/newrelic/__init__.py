@@ -252,6 +252,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             ),
             tag=TAG,
             body_schema=EventBody,
+            waits=True,
             body_example={
                 "eventType": "reload-failed",
                 "timestamp": 1642164296053,
@@ -272,6 +273,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             ),
             tag=TAG,
             body_schema=MetricBody,
+            waits=True,
             body_example={
                 "name": "memory.heap",
                 "type": "gauge",

@@ -122,6 +122,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                     ),
                     tag=TAG,
                     responses=RESPONSES,
+                    waits=True,
                 )
             )
     return endpoints

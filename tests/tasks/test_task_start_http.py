@@ -1,5 +1,8 @@
 """Task start over real HTTP, through Butler's own wiring, against the QRS simulator."""
 
+import threading
+import time
+
 import pytest
 import requests
 
@@ -361,3 +364,40 @@ def test_keyvalue_items_are_stored_before_start(butler, qrs_simulator):
     assert response.status_code == 200
     assert requests.get(f"{url}/v4/keyvalues/ns?key=k", timeout=5).json()["value"] == "42"
     assert requests.get(f"{url}/v4/keyvalues/ns?key=s", timeout=5).json()["value"] == "text"
+
+
+def test_stuck_qrs_calls_leave_workers_for_quick_routes(butler, qrs_simulator):
+    enabled = {"senseStartTask": True, "keyValueStore": True, "butlerping": True}
+    url, _ = butler(
+        {
+            "restServerConfig": {"threads": 8, "maxWaiting": 2},
+            "restServerEndpointsEnable": enabled,
+        }
+    )
+    requests.post(f"{url}/v4/keyvalues/ns", json={"key": "k", "value": "v"}, timeout=10)
+    qrs_simulator.reset_log()
+    qrs_simulator.add_fault("/qrs/task", delay=60)
+    results: list[requests.Response] = []
+
+    def start() -> None:
+        results.append(requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=[], timeout=90))
+
+    starters = [threading.Thread(target=start) for _ in range(10)]
+    for thread in starters:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(results) < 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    busy = list(results)
+    assert len(busy) == 8
+    assert {r.status_code for r in busy} == {429}
+    assert busy[0].headers["retry-after"] == "1"
+    assert "maxWaiting" in busy[0].json()["message"]
+    for _ in range(20):
+        assert requests.get(f"{url}/v4/butlerping", timeout=2).status_code == 200
+        kv = requests.get(f"{url}/v4/keyvalues/ns", params={"key": "k"}, timeout=2)
+        assert kv.json()["value"] == "v"
+    qrs_simulator.reset()
+    for thread in starters:
+        thread.join(30)
+    assert len(results) == 10
