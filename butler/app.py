@@ -63,6 +63,10 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = config.get("restServerConfig.maxBodyBytes")
+    app.config["BUTLER_READ_TIMEOUT"] = config.get("restServerConfig.requestReadTimeout")
+    app.config["BUTLER_MAX_CONNECTIONS_PER_CLIENT"] = config.get(
+        "restServerConfig.maxConnectionsPerClient"
+    )
 
     served = [
         (plugin, ep)

@@ -144,6 +144,14 @@ class RestServerConfig(OpenSchema):
     threads = config_integer(
         validate=validate.Range(1, 512, error="must be 1-512"), load_default=16
     )
+    requestReadTimeout = fields.Float(
+        validate=validate.Range(0.5, 600, error="must be 0.5-600 seconds"),
+        load_default=10.0,
+        error_messages={"invalid": "must be a number of seconds"},
+    )
+    maxConnectionsPerClient = config_integer(
+        validate=validate.Range(1, 100_000, error="must be 1-100000"), load_default=100
+    )
     maxWaiting = config_integer(
         validate=validate.Range(1, 512, error="must be 1-512"),
         allow_none=True,

@@ -11,6 +11,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,14 +47,24 @@ class ServerHandle(Protocol):
     def shutdown(self) -> None: ...
 
 
-def _json_error_channel() -> type:
-    """waitress's channel, with the requests waitress itself refuses answered as JSON.
+def _guarded_channel(read_timeout: float, max_per_client: int) -> type:
+    """waitress's channel, guarded against slow and greedy clients, with JSON errors.
 
-    Bad framing, oversized headers or bodies and malformed request lines never reach the
-    app, so waitress would answer them in plain text; callers parse one error shape.
+    * A request (headers and body) must arrive within ``read_timeout`` seconds of its first
+      byte, and a new connection must start its request within that time: a client that
+      trickles a header line every few seconds, or connects and says nothing, is cut
+      instead of holding a connection for waitress's two-minute idle limit.
+    * One client address may hold ``max_per_client`` connections; more are closed at once,
+      so one host cannot use up the server's connection limit.
+    * Bad framing, oversized headers or bodies and malformed request lines never reach the
+      app, so waitress would answer them in plain text; they get the JSON error shape.
+
+    Each server gets its own class, so the per-address counts are per server.
     """
     from waitress.channel import HTTPChannel
     from waitress.task import ErrorTask
+
+    open_by_client: dict[str, int] = {}
 
     class JsonErrorTask(ErrorTask):
         def execute(self) -> None:
@@ -67,18 +78,67 @@ def _json_error_channel() -> type:
             self.content_length = len(body)
             self.write(body)
 
-    class JsonErrorChannel(HTTPChannel):
+    class GuardedChannel(HTTPChannel):
         error_task_class = JsonErrorTask
+        will_close: bool
 
-    return JsonErrorChannel
+        def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None):
+            super().__init__(server, sock, addr, adj, map)
+            self._client = str(addr[0]) if addr else "-"
+            self._counted = False
+            self._reading_since: float | None = time.monotonic()
+            if open_by_client.get(self._client, 0) >= max_per_client:
+                log.warning(
+                    "Connection from %s closed: it already holds %d connections",
+                    self._client,
+                    max_per_client,
+                )
+                self.close()
+                return
+            open_by_client[self._client] = open_by_client.get(self._client, 0) + 1
+            self._counted = True
+
+        def received(self, data: bytes) -> Any:
+            result = super().received(data)
+            if self.request is None:
+                self._reading_since = None
+            elif self._reading_since is None:
+                self._reading_since = time.monotonic()
+            return result
+
+        def readable(self) -> bool:
+            """Polled by waitress's loop at least once a second: the read deadline lives here."""
+            since = self._reading_since
+            late = since is not None and time.monotonic() - since > read_timeout
+            if late and not self.will_close and not self.requests:
+                log.warning(
+                    "Connection from %s closed: no complete request within %g s",
+                    self._client,
+                    read_timeout,
+                )
+                self.will_close = True
+            return bool(super().readable())
+
+        def del_channel(self, map: Any = None) -> None:
+            if self._counted:
+                self._counted = False
+                left = open_by_client.get(self._client, 1) - 1
+                if left > 0:
+                    open_by_client[self._client] = left
+                else:
+                    open_by_client.pop(self._client, None)
+            super().del_channel(map)
+
+    return GuardedChannel
 
 
 class WaitressServer:
     """A waitress server bound at construction, so port 0 resolves before serving."""
 
-    def __init__(self, app: Any, host: str, port: int, threads: int, max_body: int):
+    def __init__(self, app: Flask, host: str, port: int, threads: int):
         from waitress.server import create_server
 
+        max_body = app.config["MAX_CONTENT_LENGTH"]
         self._server = create_server(
             app,
             host=host,
@@ -93,7 +153,9 @@ class WaitressServer:
             ident="Butler",
             clear_untrusted_proxy_headers=True,
         )
-        self._server.channel_class = _json_error_channel()
+        self._server.channel_class = _guarded_channel(
+            app.config["BUTLER_READ_TIMEOUT"], app.config["BUTLER_MAX_CONNECTIONS_PER_CLIENT"]
+        )
         self.host = host
         self.port = int(self._server.effective_port)
         self._stopped = threading.Event()
@@ -178,7 +240,7 @@ def build_server(
     the app's 413 answer cannot disagree.
     """
     if tls is None:
-        return WaitressServer(app, host, port, threads, app.config["MAX_CONTENT_LENGTH"])
+        return WaitressServer(app, host, port, threads)
     for label, path in (("cert", tls.cert), ("key", tls.key), ("CA", tls.ca)):
         if path is not None and not Path(path).is_file():
             raise OSError(f"REST API TLS {label} file could not be loaded ({path})")

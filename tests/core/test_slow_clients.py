@@ -1,0 +1,127 @@
+"""Slow and greedy clients over real sockets: they are cut, and ping keeps answering.
+
+A bounded slowloris: a few dozen sockets, each trickling a header line or saying nothing,
+for a couple of seconds. The pings come from another loopback address (127.0.0.2), as a
+second machine would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from butler.app import create_app
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Connections from a given local address."""
+
+    def __init__(self, address: str):
+        self._address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self._address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+@pytest.fixture
+def other_host() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.mount("http://", SourceAddressAdapter("127.0.0.2"))
+        yield session
+
+
+@pytest.fixture
+def server(make_config: Callable[..., Any], live_server: Callable[..., str]) -> str:
+    config = make_config(
+        {
+            "restServerConfig": {"requestReadTimeout": 1, "maxConnectionsPerClient": 20},
+            "restServerEndpointsEnable": {"butlerping": True},
+        }
+    )
+    return live_server(create_app(config))
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (poll by recv)."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def ping(session: requests.Session, url: str) -> int:
+    return session.get(f"{url}/v4/butlerping", timeout=2).status_code
+
+
+def test_trickling_headers_are_cut_and_ping_keeps_answering(
+    server: str, other_host: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="butler.server")
+    socks = [connect(server) for _ in range(16)]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for sock in socks:
+            sock.sendall(b"GET /v4/butlerping HTTP/1.1\r\nHost: x\r\n")
+        while not stop.wait(0.2):
+            for sock in socks:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X-Slow: 1\r\n")
+
+    writer = threading.Thread(target=trickle)
+    writer.start()
+    try:
+        for _ in range(10):
+            assert ping(other_host, server) == 200
+        assert all(closed_by_server(sock, within=5) for sock in socks)
+    finally:
+        stop.set()
+        writer.join(5)
+        for sock in socks:
+            sock.close()
+    assert "no complete request within 1 s" in caplog.text
+    assert ping(other_host, server) == 200
+
+
+def test_silent_connections_are_cut_after_the_read_timeout(server: str) -> None:
+    sock = connect(server)
+    started = time.monotonic()
+    try:
+        assert closed_by_server(sock, within=5)
+    finally:
+        sock.close()
+    assert time.monotonic() - started >= 0.9
+
+
+def test_one_address_cannot_hold_more_than_its_share(
+    server: str, other_host: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="butler.server")
+    socks = [connect(server) for _ in range(25)]
+    try:
+        refused = [sock for sock in socks[20:] if closed_by_server(sock, within=0.5)]
+        assert len(refused) == 5
+        assert ping(other_host, server) == 200
+    finally:
+        for sock in socks:
+            sock.close()
+    assert "already holds 20 connections" in caplog.text
