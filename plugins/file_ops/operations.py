@@ -28,10 +28,11 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from butler.errors import ApiError, BadRequest, Conflict, FeatureUnavailable, Forbidden, NotFound
-from butler_plugins.file_ops.folder import LinkInPath, is_real_dir
+from butler_plugins.file_ops.folder import Folder, LinkInPath, is_real_dir
 from butler_plugins.file_ops.policy import CheckedPath, DirectoryPair, PathPolicy
 from butler_plugins.file_ops.transfer import (
     Place,
@@ -53,6 +54,18 @@ _log = logging.getLogger(__name__)
 
 _QVD_REFUSAL = "Directory must be within the QVD folder"
 _LINK_REFUSAL = "A folder or file on the path is a symbolic link or junction: refused"
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """An approved copy or move: both folders open, the entry names, what to echo."""
+
+    source: Folder
+    target: Folder
+    name: str
+    new_name: str
+    is_dir: bool
+    shown: tuple[str, str]
 
 
 class FileOperations:
@@ -91,44 +104,38 @@ class FileOperations:
         preserve_timestamp: bool,
     ) -> tuple[str, str]:
         """Copy a file or a folder tree; return the normalised (source, destination)."""
-        with self._audited(
-            client, "copy", "Failed copying file", fromFile=from_file, toFile=to_file
+        with (
+            self._audited(
+                client, "copy", "Failed copying file", fromFile=from_file, toFile=to_file
+            ),
+            self._transfer(self._copy_pairs, from_file, to_file, "file copy", overwrite) as job,
         ):
-            source, target, src, dst = self._approve_transfer(
-                self._copy_pairs, from_file, to_file, "file copy"
-            )
-            self._check_transfer(src.path, dst.path, overwrite)
-            with parent_of(src) as from_dir, parent_of(dst, create=True) as to_dir:
-                info = existing_entry(from_dir, src.name)
-                if is_real_dir(info):
-                    with from_dir.child(src.name) as tree:
-                        refuse_links(tree)
-                        copy_dir(tree, to_dir, dst.name, overwrite, preserve_timestamp)
-                else:
-                    copy_file(from_dir, src.name, to_dir, dst.name, overwrite, preserve_timestamp)
-            return source.display, target.display
+            if job.is_dir:
+                with job.source.child(job.name) as tree:
+                    refuse_links(tree)
+                    copy_dir(tree, job.target, job.new_name, overwrite, preserve_timestamp)
+            else:
+                copy_file(
+                    job.source, job.name, job.target, job.new_name, overwrite, preserve_timestamp
+                )
+            return job.shown
 
     def move(
         self, client: str, from_file: str | None, to_file: str | None, *, overwrite: bool
     ) -> tuple[str, str]:
         """Move a file or a folder tree; return the normalised (source, destination)."""
-        with self._audited(
-            client, "move", "Failed moving file", fromFile=from_file, toFile=to_file
+        with (
+            self._audited(client, "move", "Failed moving file", fromFile=from_file, toFile=to_file),
+            self._transfer(self._move_pairs, from_file, to_file, "file move", overwrite) as job,
         ):
-            source, target, src, dst = self._approve_transfer(
-                self._move_pairs, from_file, to_file, "file move"
-            )
-            self._check_transfer(src.path, dst.path, overwrite)
-            with parent_of(src) as from_dir, parent_of(dst, create=True) as to_dir:
-                info = existing_entry(from_dir, src.name)
-                if is_real_dir(info):
-                    with from_dir.child(src.name) as tree:
-                        refuse_links(tree)
-                    move_dir(from_dir, src.name, to_dir, dst.name, overwrite)
-                else:
-                    move_file(from_dir, src.name, to_dir, dst.name, overwrite)
-                no_link_arrived(to_dir, dst.name)
-            return source.display, target.display
+            if job.is_dir:
+                with job.source.child(job.name) as tree:
+                    refuse_links(tree)
+                move_dir(job.source, job.name, job.target, job.new_name, overwrite)
+            else:
+                move_file(job.source, job.name, job.target, job.new_name, overwrite)
+            no_link_arrived(job.target, job.new_name)
+            return job.shown
 
     def delete(self, client: str, delete_file: str | None) -> None:
         """Delete a file, a link, or a folder tree strictly below an approved folder."""
@@ -181,6 +188,28 @@ class FileOperations:
             make_dirs(place)
 
     # -- approval --------------------------------------------------------------------------
+
+    @contextmanager
+    def _transfer(
+        self,
+        pairs: Sequence[DirectoryPair],
+        from_file: str | None,
+        to_file: str | None,
+        operation: str,
+        overwrite: bool,
+    ) -> Iterator[_Transfer]:
+        """Approve and check a copy or move, then hold both folders open for the work."""
+        source, target, src, dst = self._approve_transfer(pairs, from_file, to_file, operation)
+        self._check_transfer(src.path, dst.path, overwrite)
+        with parent_of(src) as from_dir, parent_of(dst, create=True) as to_dir:
+            yield _Transfer(
+                source=from_dir,
+                target=to_dir,
+                name=src.name,
+                new_name=dst.name,
+                is_dir=is_real_dir(existing_entry(from_dir, src.name)),
+                shown=(source.display, target.display),
+            )
 
     def _place_in(
         self, approved: Sequence[CheckedPath], real: Path, *, strict: bool
