@@ -196,6 +196,42 @@ class WaitressServer:
             trigger.pull_trigger()
 
 
+def _json_error_connection() -> type:
+    """cheroot's connection, answering what cheroot refuses before the app in JSON.
+
+    A malformed request line, a bad header or an unsupported protocol never reaches the
+    app; cheroot would answer in plain text, callers parse one error shape.
+    """
+    from cheroot.server import HTTPConnection, HTTPRequest
+
+    class JsonErrorRequest(HTTPRequest):
+        def simple_response(self, status: Any, msg: Any = "") -> None:
+            status = str(status)
+            code = int(status[:3])
+            message = msg.decode("ISO-8859-1") if isinstance(msg, bytes) else str(msg)
+            body = json.dumps(
+                {"statusCode": code, "error": status[4:], "message": message or status[4:]}
+            ).encode("utf-8")
+            lines = [
+                f"{self.server.protocol} {status}",
+                f"Content-Length: {len(body)}",
+                "Content-Type: application/json",
+            ]
+            if code >= 400:
+                self.close_connection = True
+                lines.append("Connection: close")
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("ISO-8859-1")
+            try:
+                self.conn.wfile.write(head + body)
+            except OSError:
+                log.debug("Client went away before its error answer was written")
+
+    class JsonErrorConnection(HTTPConnection):
+        RequestHandlerClass = JsonErrorRequest
+
+    return JsonErrorConnection
+
+
 class CherootTlsServer:
     """HTTPS with the standard library's ssl module."""
 
@@ -211,6 +247,7 @@ class CherootTlsServer:
                 ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
             )
         self._server.ssl_adapter = adapter
+        self._server.ConnectionClass = _json_error_connection()
         self._server.prepare()
         self.host = host
         self.port = int(self._server.bind_addr[1])

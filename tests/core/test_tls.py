@@ -1,3 +1,5 @@
+import json
+import socket
 import ssl
 
 import pytest
@@ -78,3 +80,35 @@ def test_a_required_client_certificate_must_be_presented(make_config, live_serve
         requests.get(url, verify=str(certs.ca), timeout=5)
     client = (str(certs.client_cert), str(certs.client_key))
     assert requests.get(url, verify=str(certs.ca), cert=client, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"GET /v4/butlerping HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n", 400),
+        (b"GET /v4/butlerping HTTP/2.7\r\nHost: x\r\n\r\n", 505),
+    ],
+    ids=["malformed-request-line", "malformed-header", "unsupported-protocol"],
+)
+def test_what_cheroot_refuses_is_answered_in_json(
+    make_config, live_server, certs, request_bytes, status
+):
+    config = make_config({"restServerEndpointsEnable": {"butlerping": True}})
+    url = live_server(create_app(config), tls=TlsFiles(certs.server_cert, certs.server_key))
+    host, port = url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(request_bytes)
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode()
+    assert b"Content-Type: application/json" in head
+    answer = json.loads(body)
+    assert answer["statusCode"] == status
+    assert answer["message"]
