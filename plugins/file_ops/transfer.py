@@ -107,24 +107,27 @@ def copy_data(source: int, target: int) -> None:
         shutil.copyfileobj(reader, writer, _COPY_CHUNK)
 
 
-def publish(folder: Folder, staged: str, name: str, overwrite: bool) -> None:
-    """Put ``staged`` in place as ``name`` (same folder); without overwrite never clobber.
+def publish(source: Folder, name: str, target: Folder, new_name: str, overwrite: bool) -> None:
+    """Put the entry ``name`` in place as ``target/new_name``; without overwrite never clobber.
 
     A hard link fails atomically when the name exists. File systems without hard links
     fall back to rename, which refuses to replace on Windows; elsewhere only a narrow
-    check-then-rename window remains.
+    check-then-rename window remains. Across volumes this raises ``EXDEV`` for the caller
+    to copy instead.
     """
     if overwrite:
-        folder.replace(staged, folder, name)
+        source.replace(name, target, new_name)
         return
     try:
-        folder.link(staged, folder, name)
+        source.link(name, target, new_name)
     except FileExistsError as exc:
         raise Conflict("toFile already exists and overwrite is false") from exc
-    except OSError:
-        _rename_no_clobber(folder, staged, folder, name)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            raise
+        _rename_no_clobber(source, name, target, new_name)
     else:
-        folder.unlink(staged)
+        source.unlink(name)
 
 
 def _rename_no_clobber(source: Folder, name: str, target: Folder, new_name: str) -> None:
@@ -155,7 +158,7 @@ def copy_file(
                 target.copy_attributes(writer, staged, info, times)
             finally:
                 os.close(writer)
-            publish(target, staged, new_name, overwrite)
+            publish(target, staged, target, new_name, overwrite)
         finally:
             if target.lstat_or_none(staged) is not None:
                 target.unlink(staged)
@@ -204,19 +207,7 @@ def _copy_tree(tree: Folder, target: Folder, name: str, times: bool) -> None:
 
 def move_file(source: Folder, name: str, target: Folder, new_name: str, overwrite: bool) -> None:
     try:
-        if overwrite:
-            source.replace(name, target, new_name)
-            return
-        try:
-            source.link(name, target, new_name)
-        except FileExistsError as exc:
-            raise Conflict("toFile already exists and overwrite is false") from exc
-        except OSError as exc:
-            if exc.errno == errno.EXDEV:
-                raise
-            _rename_no_clobber(source, name, target, new_name)
-        else:
-            source.unlink(name)
+        publish(source, name, target, new_name, overwrite)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise

@@ -123,7 +123,7 @@ def test_publish_never_replaces_a_target_that_appeared_meanwhile(tmp_path: Path)
     staged.write_text("new")
     target.write_text("someone else's")
     with Folder.open_root(tmp_path) as folder, pytest.raises(Conflict):
-        transfer.publish(folder, "staged", "target", overwrite=False)
+        transfer.publish(folder, "staged", folder, "target", overwrite=False)
     assert target.read_text() == "someone else's"
     assert staged.read_text() == "new"
 
