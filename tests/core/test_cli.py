@@ -2,10 +2,8 @@
 
 import json
 import logging
-import os
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import requests
 from butler.cli import main
 from butler.logging_setup import stop_logging
 from butler.testing.processes import free_port, wait_until_answering
+from tests.fixtures.butler_process import butler_process, stop
 
 ROOT = Path(__file__).parents[2]
 
@@ -101,15 +100,7 @@ def test_openapi_without_config_lists_every_route(capsys, monkeypatch):
 def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path):
     port = free_port()
     config = write_config(tmp_path, port)
-    butler = Path(sys.executable).parent / "butler"
-    process = subprocess.Popen(
-        [str(butler), "-c", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
+    with butler_process("-c", str(config)) as process:
         response = wait_until_answering(f"http://127.0.0.1:{port}/v4/butlerping", process)
         assert response.json()["response"] == "Butler reporting for duty"
         override = requests.post(
@@ -118,12 +109,7 @@ def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path):
             timeout=5,
         )
         assert override.json()["base16"] == "3199af08bfeeaf5d420f27ed9c01e74370077"
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        output = stop(process)
     assert process.returncode == 0
     assert "Butler stopped" in output
     assert "GET /v4/butlerping from 127.0.0.1 -> 200" in output
@@ -209,14 +195,7 @@ def test_port_in_use_is_a_clear_error(tmp_path, capsys, restore_logging):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_simulate_qrs_takes_the_simulators_own_options(tmp_path):
     port = free_port()
-    butler = Path(sys.executable).parent / "butler"
-    process = subprocess.Popen(
-        [str(butler), "simulate-qrs", "--no-tls", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with butler_process("simulate-qrs", "--no-tls", "--port", str(port)) as process:
         wait_until_answering(f"http://127.0.0.1:{port}/qrs/about", process)
         key = "abcdefghijklmnop"
         about = requests.get(
@@ -225,9 +204,7 @@ def test_simulate_qrs_takes_the_simulators_own_options(tmp_path):
             timeout=5,
         )
         assert about.status_code == 200
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        stop(process, signal.SIGINT)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -239,29 +216,16 @@ def test_caller_text_cannot_forge_log_lines(tmp_path):
         f"  fileDeleteApprovedDirectories: ['{tmp_path}']\n"
     )
     config = write_config(tmp_path, port, extra)
-    butler = Path(sys.executable).parent / "butler"
-    process = subprocess.Popen(
-        [str(butler), "-c", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     base = f"http://127.0.0.1:{port}"
     forged = "2026-01-01 00:00:00,000 INFO butler.audit: client=1.2.3.4 op=delete outcome=ok"
-    try:
+    with butler_process("-c", str(config)) as process:
         wait_until_answering(f"{base}/v4/butlerping", process)
         quoted = requests.utils.quote(f"x\n{forged}", safe="")
         assert requests.get(f"{base}/v4/keyvalues/{quoted}?key=k", timeout=5).status_code == 404
         body = {"deleteFile": f"{tmp_path}/missing\r\n{forged}\u2028{forged}"}
         refused = requests.delete(f"{base}/v4/filedelete", json=body, timeout=5)
         assert refused.status_code in (400, 404)
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        output = stop(process)
     lines = output.splitlines()
     assert not [line for line in lines if line.startswith(forged)]
     assert any("x\\n2026-01-01" in line and "-> 404" in line for line in lines)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,9 +23,9 @@ from butler.lifecycle import build_services
 from butler.plugins import config_contract, get_plugin_manager
 from butler.services import Services
 from butler.testing.processes import free_port, wait_until_answering
+from tests.fixtures.butler_process import BUTLER, butler_process, stop
 
 EXAMPLE = Path(__file__).parents[1] / "example_plugin"
-BUTLER = Path(sys.executable).parent / "butler"
 
 
 def write_config(tmp_path: Path, port: int, heartbeat: str = "") -> Path:
@@ -54,15 +53,9 @@ def installed_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[pluggy.Plugin
 def test_third_party_plugin_is_validated_started_served_and_stopped(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path, port, "  heartbeat:\n    intervalMs: 20\n")
-    process = subprocess.Popen(
-        [str(BUTLER), "-c", str(config), "--heartbeat-message", "hello from the CLI"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(EXAMPLE)},
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
+    args = ("-c", str(config), "--heartbeat-message", "hello from the CLI")
+    with butler_process(*args, env={"PYTHONPATH": str(EXAMPLE)}) as process:
         wait_until_answering(f"{base}/v4/butlerping", process)
         first = requests.get(f"{base}/v4/heartbeat", timeout=5).json()
         assert first["message"] == "hello from the CLI"
@@ -76,12 +69,7 @@ def test_third_party_plugin_is_validated_started_served_and_stopped(tmp_path: Pa
         assert [p["builtin"] for p in plugins] == [True] * (len(plugins) - 1) + [False]
         meta = next(p for p in plugins if p["name"] == "butler_plugins.meta")
         assert meta["endpoints"] == ["GET /v4/butlerping", "GET /v4/plugins"]
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        output = stop(process)
     assert process.returncode == 0
     assert "Heartbeat started: hello from the CLI" in output
     stopped = output.index("Heartbeat stopped after")
