@@ -67,6 +67,10 @@ def create_app(
     app.config["BUTLER_MAX_CONNECTIONS_PER_CLIENT"] = config.get(
         "restServerConfig.maxConnectionsPerClient"
     )
+    waiting = config.get("restServerConfig.maxWaiting")
+    # Waiting calls get workers of their own on top of ``threads``, so however many of them
+    # hang on QRS or the Engine, ``threads`` workers stay for pings and key-value calls.
+    app.config["BUTLER_WORKERS"] = config.get("restServerConfig.threads") + waiting
 
     served = [
         (plugin, ep)
@@ -74,7 +78,7 @@ def create_app(
         if config.endpoint_enabled(ep.enable_key)
     ]
     mounted = [ep for _, ep in served]
-    slots = threading.BoundedSemaphore(waiting_slots(config))
+    slots = threading.BoundedSemaphore(waiting)
     for ep in mounted:
         app.add_url_rule(
             ep.rule,
@@ -207,19 +211,6 @@ def error_response(exc: BaseException) -> Response:
     return Response(
         json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
     )
-
-
-def waiting_slots(config: Config) -> int:
-    """How many workers routes that wait on upstreams may hold at once.
-
-    ``restServerConfig.maxWaiting``, or all workers but four (at least one), so that pings,
-    key-value calls and the other quick routes always find a free worker while QRS or the
-    Engine hang.
-    """
-    configured = config.get("restServerConfig.maxWaiting")
-    if configured is not None:
-        return int(configured)
-    return max(1, config.get("restServerConfig.threads") - 4)
 
 
 def _make_view(ep: Endpoint, slots: threading.BoundedSemaphore) -> Any:

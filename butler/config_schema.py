@@ -150,12 +150,10 @@ class RestServerConfig(OpenSchema):
         error_messages={"invalid": "must be a number of seconds"},
     )
     maxConnectionsPerClient = config_integer(
-        validate=validate.Range(1, 100_000, error="must be 1-100000"), load_default=100
+        validate=validate.Range(1, 100_000, error="must be 1-100000"), load_default=200
     )
     maxWaiting = config_integer(
-        validate=validate.Range(1, 512, error="must be 1-512"),
-        allow_none=True,
-        load_default=None,
+        validate=validate.Range(1, 1024, error="must be 1-1024"), load_default=100
     )
     rateLimit = config_integer(
         validate=validate.Range(0, error="must be 0 or more"), load_default=0

@@ -60,7 +60,6 @@ def serve(
             app,
             host,
             port,
-            threads=config.get("restServerConfig.threads"),
             tls=_tls_files(config),
         )
     except OSError as exc:

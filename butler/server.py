@@ -135,7 +135,7 @@ def _guarded_channel(read_timeout: float, max_per_client: int) -> type:
 class WaitressServer:
     """A waitress server bound at construction, so port 0 resolves before serving."""
 
-    def __init__(self, app: Flask, host: str, port: int, threads: int):
+    def __init__(self, app: Flask, host: str, port: int):
         from waitress.server import create_server
 
         max_body = app.config["MAX_CONTENT_LENGTH"]
@@ -143,7 +143,7 @@ class WaitressServer:
             app,
             host=host,
             port=port,
-            threads=threads,
+            threads=app.config["BUTLER_WORKERS"],
             # The app answers 413 itself; waitress's own cap only stops the absurd bodies
             # that should not even be buffered.
             max_request_body_size=max_body * 4,
@@ -235,11 +235,13 @@ def _json_error_connection() -> type:
 class CherootTlsServer:
     """HTTPS with the standard library's ssl module."""
 
-    def __init__(self, app: Any, host: str, port: int, threads: int, tls: TlsFiles):
+    def __init__(self, app: Flask, host: str, port: int, tls: TlsFiles):
         from cheroot import wsgi
         from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-        self._server = wsgi.Server((host, port), app, numthreads=threads, server_name="Butler")
+        self._server = wsgi.Server(
+            (host, port), app, numthreads=app.config["BUTLER_WORKERS"], server_name="Butler"
+        )
         adapter = BuiltinSSLAdapter(str(tls.cert), str(tls.key), str(tls.ca) if tls.ca else None)
         adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
         if tls.ca:
@@ -268,17 +270,16 @@ def build_server(
     host: str,
     port: int,
     *,
-    threads: int = 16,
     tls: TlsFiles | None = None,
 ) -> ServerHandle:
     """Bind a server for ``app``; TLS files that cannot be read fail here, before serving.
 
-    The body cap comes from the app (``restServerConfig.maxBodyBytes``), so the server and
-    the app's 413 answer cannot disagree.
+    Workers, the body cap and the client limits come from the app (``restServerConfig``), so
+    the server and the app's own answers (413, 429) cannot disagree.
     """
     if tls is None:
-        return WaitressServer(app, host, port, threads)
+        return WaitressServer(app, host, port)
     for label, path in (("cert", tls.cert), ("key", tls.key), ("CA", tls.ca)):
         if path is not None and not Path(path).is_file():
             raise OSError(f"REST API TLS {label} file could not be loaded ({path})")
-    return CherootTlsServer(app, host, port, threads, tls)
+    return CherootTlsServer(app, host, port, tls)

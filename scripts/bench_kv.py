@@ -53,7 +53,7 @@ def serve(target: str) -> None:
     )
     store = KvStore(path, max_keys_per_namespace=1_000_000)
     app = create_app(config, Services(config=config, kv_store=store))
-    server = build_server(app, "127.0.0.1", 0, threads=16)
+    server = build_server(app, "127.0.0.1", 0)
     print(f"PORT {server.url.rsplit(':', 1)[1]}", flush=True)
     server.serve_forever()
 

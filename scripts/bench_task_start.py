@@ -49,14 +49,7 @@ def add_bench_tasks(simulator: QrsSimulator) -> dict[int, list[str]]:
 def write_config(workdir: Path, port: int, simulator: QrsSimulator, certs) -> Path:  # type: ignore[no-untyped-def]
     butler = {
         "logLevel": "warn",
-        # All 16 clients of the concurrent rows are admitted (the default keeps 4 workers
-        # back from waiting calls), so the figures measure start throughput.
-        "restServerConfig": {
-            "enable": True,
-            "serverHost": "127.0.0.1",
-            "serverPort": port,
-            "maxWaiting": 16,
-        },
+        "restServerConfig": {"enable": True, "serverHost": "127.0.0.1", "serverPort": port},
         "restServerEndpointsEnable": {"senseStartTask": True},
         "cert": {
             "clientCert": str(certs.client_cert),

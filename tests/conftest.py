@@ -86,8 +86,8 @@ def live_server() -> Iterator[Callable[..., str]]:
     """Factory: serve an app on 127.0.0.1 port 0 in a thread; returns the base URL."""
     started: list[tuple[ServerHandle, threading.Thread]] = []
 
-    def factory(app: Any, tls: TlsFiles | None = None, threads: int = 8) -> str:
-        server = build_server(app, "127.0.0.1", 0, threads=threads, tls=tls)
+    def factory(app: Any, tls: TlsFiles | None = None) -> str:
+        server = build_server(app, "127.0.0.1", 0, tls=tls)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         started.append((server, thread))

@@ -108,7 +108,7 @@ def race(
             "createDirApprovedDirectories": [str(approved / "mk")],
         }
     )
-    yield live_server(make_app(config), threads=4), tmp_path
+    yield live_server(make_app(config)), tmp_path
 
 
 def test_swapping_a_folder_for_a_link_never_lets_an_operation_out(

@@ -23,7 +23,7 @@ def main(db_file: str) -> None:
     )
     store = KvStore(path, max_keys_per_namespace=100_000)
     app = create_app(config, Services(config=config, kv_store=store))
-    server = build_server(app, "127.0.0.1", 0, threads=8)
+    server = build_server(app, "127.0.0.1", 0)
     print(f"PORT {server.url.rsplit(':', 1)[1]}", flush=True)
     server.serve_forever()
 

@@ -176,6 +176,19 @@ class EngineSimulator:
             raise TimeoutError(f"Engine simulator did not receive {method} within {timeout} s")
         return found
 
+    def wait_for_calls(
+        self, method: str, count: int, app_id: str | None = None, timeout: float = 10
+    ) -> list[EngineCall]:
+        """Block until ``count`` calls of ``method`` (for ``app_id``) were received."""
+        with self._lock:
+            if not self._lock.wait_for(
+                lambda: len(self.calls_to(method, app_id)) >= count, timeout
+            ):
+                raise TimeoutError(
+                    f"Engine simulator did not receive {count} x {method} within {timeout} s"
+                )
+            return self.calls_to(method, app_id)
+
     def wait_for_pings(self, count: int, timeout: float = 10) -> None:
         """Block until clients have sent ``count`` WebSocket pings in total."""
         with self._lock:

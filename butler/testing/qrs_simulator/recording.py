@@ -66,6 +66,7 @@ class Recorder:
         self._starts: deque[StartRecord] = deque(maxlen=max_log)
         self._new_connections = 0
         self._rejected_connections = 0
+        self._delayed = 0
 
     def add_request(self, record: RequestRecord) -> None:
         with self._lock:
@@ -86,6 +87,26 @@ class Recorder:
         with self._changed:
             self._rejected_connections += 1
             self._changed.notify_all()
+
+    def delaying(self, delta: int) -> None:
+        """Count a request starting (+1) or ending (-1) its fault delay; wakes the waiters."""
+        with self._changed:
+            self._delayed += delta
+            self._changed.notify_all()
+
+    @property
+    def delayed(self) -> int:
+        with self._lock:
+            return self._delayed
+
+    def wait_for_delayed(self, count: int, timeout: float) -> int:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._delayed >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} requests held by a delay within {timeout} s, "
+                    f"saw {self._delayed}"
+                )
+            return self._delayed
 
     def requests(self) -> list[RequestRecord]:
         with self._lock:

@@ -139,6 +139,18 @@ class QrsSimulator:
         """
         return self._recorder.wait_for_rejected_connections(count, timeout)
 
+    @property
+    def delayed_requests(self) -> int:
+        """Requests being held by a delay (a fault or latency) right now."""
+        return self._recorder.delayed
+
+    def wait_for_delayed(self, count: int, timeout: float = 5.0) -> int:
+        """Block until ``count`` requests are being held by a delay (a fault or latency).
+
+        Lets a test know Butler's calls are stuck at QRS right now, not merely sent.
+        """
+        return self._recorder.wait_for_delayed(count, timeout)
+
     # ----------------------------------------------------------------- faults
 
     def set_latency(self, seconds: float) -> None:
@@ -201,7 +213,12 @@ class QrsSimulator:
         """Answer one request, or ``None`` to drop its connection."""
         body = parse_body(request.raw_body)
         injection = self._faults.take(request.method, request.path, request.query, body)
-        if injection.wait():
+        self._recorder.delaying(+1)
+        try:
+            interrupted = injection.wait()
+        finally:
+            self._recorder.delaying(-1)
+        if interrupted:
             return None
         fault = injection.fault
         if fault is not None and fault.drop:
