@@ -21,7 +21,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from butler.config import Config
-from butler.endpoints import ApiRequest, Endpoint, schema_instance
+from butler.endpoints import CONVERTERS, ApiRequest, Endpoint, schema_instance
 from butler.errors import (
     ApiError,
     BadRequest,
@@ -60,6 +60,7 @@ def create_app(
     # "//" must not be merged and redirected: /v4/reloadtask//start would land on the
     # body-only route, and /v4/schedules//start on another; an empty segment is a 404.
     app.url_map.merge_slashes = False
+    app.url_map.converters.update(CONVERTERS)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = config.get("restServerConfig.maxBodyBytes")

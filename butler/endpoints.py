@@ -9,12 +9,14 @@ every route.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema
+from werkzeug.routing import BaseConverter, Map
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,21 @@ def schema_instance(schema: type[Schema] | Schema | None) -> Schema | None:
     if schema is None or isinstance(schema, Schema):
         return schema
     return schema()
+
+
+class SegmentExceptConverter(BaseConverter):
+    """``<except(startall,stopall):scheduleId>``: one path segment, but not the words given.
+
+    Without it ``/v4/schedules/<scheduleId>`` also matches ``/v4/schedules/startall`` for
+    the methods ``startall`` lacks, so ``DELETE /v4/schedules/startall`` looked for a
+    schedule named "startall" and ``OPTIONS`` advertised methods the path does not have.
+    """
+
+    def __init__(self, url_map: Map, *words: str):
+        super().__init__(url_map)
+        taken = "|".join(re.escape(word) for word in words)
+        self.regex = f"(?!(?:{taken})(?:/|$))[^/]+"
+
+
+CONVERTERS: Mapping[str, type[BaseConverter]] = {"except": SegmentExceptConverter}
+"""Converters the core adds to Flask's for endpoint rules (see docs/plugins.md)."""

@@ -21,7 +21,7 @@ from butler import __version__
 from butler.endpoints import Endpoint
 from butler.fields import LoadScriptBoolean, LoadScriptInteger
 
-_PATH_PARAM = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
+_PATH_PARAM = re.compile(r"<(?:[a-z_]+(?:\([^)]*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
 TITLE = "Butler API documentation"
 

@@ -8,31 +8,17 @@ did badly (its plain background port bypassed TLS). cheroot speaks TLS itself, s
 from __future__ import annotations
 
 import json
-import logging
-import ssl
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from flask import Flask
 
-log = logging.getLogger(__name__)
+from butler.client_limits import ClientCounts, log_cut
+from butler.tls_server import CherootTlsServer, TlsFiles
 
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """The server's certificate and key; with ``ca``, callers' certificates are requested.
-
-    A presented certificate must chain to ``ca`` or the handshake fails; without one the
-    caller is served unless ``require_client_cert``.
-    """
-
-    cert: Path
-    key: Path
-    ca: Path | None = None
-    require_client_cert: bool = False
+__all__ = ["ServerHandle", "TlsFiles", "WaitressServer", "build_server"]
 
 
 class ServerHandle(Protocol):
@@ -64,7 +50,7 @@ def _guarded_channel(read_timeout: float, max_per_client: int) -> type:
     from waitress.channel import HTTPChannel
     from waitress.task import ErrorTask
 
-    open_by_client: dict[str, int] = {}
+    counts = ClientCounts(max_per_client)
 
     class JsonErrorTask(ErrorTask):
         def execute(self) -> None:
@@ -87,15 +73,9 @@ def _guarded_channel(read_timeout: float, max_per_client: int) -> type:
             self._client = str(addr[0]) if addr else "-"
             self._counted = False
             self._reading_since: float | None = time.monotonic()
-            if open_by_client.get(self._client, 0) >= max_per_client:
-                log.warning(
-                    "Connection from %s closed: it already holds %d connections",
-                    self._client,
-                    max_per_client,
-                )
+            if not counts.admit(self._client):
                 self.close()
                 return
-            open_by_client[self._client] = open_by_client.get(self._client, 0) + 1
             self._counted = True
 
         def received(self, data: bytes) -> Any:
@@ -111,22 +91,14 @@ def _guarded_channel(read_timeout: float, max_per_client: int) -> type:
             since = self._reading_since
             late = since is not None and time.monotonic() - since > read_timeout
             if late and not self.will_close and not self.requests:
-                log.warning(
-                    "Connection from %s closed: no complete request within %g s",
-                    self._client,
-                    read_timeout,
-                )
+                log_cut(self._client, read_timeout)
                 self.will_close = True
             return bool(super().readable())
 
         def del_channel(self, map: Any = None) -> None:
             if self._counted:
                 self._counted = False
-                left = open_by_client.get(self._client, 1) - 1
-                if left > 0:
-                    open_by_client[self._client] = left
-                else:
-                    open_by_client.pop(self._client, None)
+                counts.release(self._client)
             super().del_channel(map)
 
     return GuardedChannel
@@ -194,75 +166,6 @@ class WaitressServer:
         with trigger.lock:
             trigger.thunks.append(close_all)
             trigger.pull_trigger()
-
-
-def _json_error_connection() -> type:
-    """cheroot's connection, answering what cheroot refuses before the app in JSON.
-
-    A malformed request line, a bad header or an unsupported protocol never reaches the
-    app; cheroot would answer in plain text, callers parse one error shape.
-    """
-    from cheroot.server import HTTPConnection, HTTPRequest
-
-    class JsonErrorRequest(HTTPRequest):
-        def simple_response(self, status: Any, msg: Any = "") -> None:
-            status = str(status)
-            code = int(status[:3])
-            message = msg.decode("ISO-8859-1") if isinstance(msg, bytes) else str(msg)
-            body = json.dumps(
-                {"statusCode": code, "error": status[4:], "message": message or status[4:]}
-            ).encode("utf-8")
-            lines = [
-                f"{self.server.protocol} {status}",
-                f"Content-Length: {len(body)}",
-                "Content-Type: application/json",
-            ]
-            if code >= 400:
-                self.close_connection = True
-                lines.append("Connection: close")
-            head = ("\r\n".join(lines) + "\r\n\r\n").encode("ISO-8859-1")
-            try:
-                self.conn.wfile.write(head + body)
-            except OSError:
-                log.debug("Client went away before its error answer was written")
-
-    class JsonErrorConnection(HTTPConnection):
-        RequestHandlerClass = JsonErrorRequest
-
-    return JsonErrorConnection
-
-
-class CherootTlsServer:
-    """HTTPS with the standard library's ssl module."""
-
-    def __init__(self, app: Flask, host: str, port: int, tls: TlsFiles):
-        from cheroot import wsgi
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-        self._server = wsgi.Server(
-            (host, port), app, numthreads=app.config["BUTLER_WORKERS"], server_name="Butler"
-        )
-        adapter = BuiltinSSLAdapter(str(tls.cert), str(tls.key), str(tls.ca) if tls.ca else None)
-        adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.ca:
-            adapter.context.verify_mode = (
-                ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
-            )
-        self._server.ssl_adapter = adapter
-        self._server.ConnectionClass = _json_error_connection()
-        self._server.prepare()
-        self.host = host
-        self.port = int(self._server.bind_addr[1])
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
-
-    def serve_forever(self) -> None:
-        self._server.serve()
-
-    def shutdown(self) -> None:
-        self._server.stop()
 
 
 def build_server(

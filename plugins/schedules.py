@@ -204,7 +204,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         Endpoint(
             enable_key="scheduler.updateSchedule",
             method="PUT",
-            rule="/v4/schedules/<scheduleId>",
+            rule="/v4/schedules/<except(startall,stopall,status):scheduleId>",
             view=update,
             summary="Change fields of a schedule",
             description="Absent fields keep their value; running or stopped stays as it was.",
@@ -216,7 +216,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         Endpoint(
             enable_key="scheduler.deleteSchedule",
             method="DELETE",
-            rule="/v4/schedules/<scheduleId>",
+            rule="/v4/schedules/<except(startall,stopall,status):scheduleId>",
             view=delete,
             summary="Delete a schedule",
             tag=TAG,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from butler.app import create_app
+from butler.server import TlsFiles
+from butler.testing.certs import CertPaths, generate_certificates
 
 
 class SourceAddressAdapter(HTTPAdapter):
@@ -124,4 +127,122 @@ def test_one_address_cannot_hold_more_than_its_share(
     finally:
         for sock in socks:
             sock.close()
+    assert "already holds 20 connections" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertPaths:
+    return generate_certificates(tmp_path_factory.mktemp("slow-tls"))
+
+
+def serve_tls(
+    make_config: Callable[..., Any], live_server: Callable[..., str], certs: CertPaths, read: float
+) -> str:
+    config = make_config(
+        {
+            "restServerConfig": {"requestReadTimeout": read, "maxConnectionsPerClient": 20},
+            "restServerEndpointsEnable": {"butlerping": True},
+        }
+    )
+    return live_server(create_app(config), tls=TlsFiles(certs.server_cert, certs.server_key))
+
+
+@pytest.fixture
+def tls_server(
+    make_config: Callable[..., Any], live_server: Callable[..., str], certs: CertPaths
+) -> str:
+    return serve_tls(make_config, live_server, certs, read=1)
+
+
+@pytest.fixture
+def other_tls_host(certs: CertPaths) -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.mount("https://", SourceAddressAdapter("127.0.0.2"))
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would replace session.verify
+        session.verify = str(certs.ca)
+        yield session
+
+
+def tls_connect(url: str, certs: CertPaths) -> ssl.SSLSocket:
+    host, port = url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    return context.wrap_socket(raw, server_hostname=host)
+
+
+def tls_ping(session: requests.Session, url: str) -> int:
+    return session.get(f"{url}/v4/butlerping", timeout=2).status_code
+
+
+def test_tls_trickling_headers_are_cut_and_ping_keeps_answering(
+    tls_server: str,
+    other_tls_host: requests.Session,
+    certs: CertPaths,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="butler.server")
+    socks = [tls_connect(tls_server, certs) for _ in range(16)]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def trickle() -> None:
+        with lock:
+            for sock in socks:
+                sock.sendall(b"GET /v4/butlerping HTTP/1.1\r\nHost: x\r\n")
+        while not stop.wait(0.2):
+            with lock:
+                for sock in socks:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"X-Slow: 1\r\n")
+
+    writer = threading.Thread(target=trickle)
+    writer.start()
+    try:
+        for _ in range(10):
+            assert tls_ping(other_tls_host, tls_server) == 200
+        with lock:
+            cut = [closed_by_server(sock, within=5) for sock in socks]
+    finally:
+        stop.set()
+        writer.join(5)
+        for sock in socks:
+            sock.close()
+    assert all(cut)
+    assert "no complete request within 1 s" in caplog.text
+    assert tls_ping(other_tls_host, tls_server) == 200
+
+
+def test_silent_connections_never_stop_tls_accepting(
+    tls_server: str, other_tls_host: requests.Session
+) -> None:
+    silent = [connect(tls_server.replace("https://", "http://")) for _ in range(16)]
+    try:
+        pings = [tls_ping(other_tls_host, tls_server) for _ in range(5)]
+        cut = [closed_by_server(sock, within=5) for sock in silent]
+    finally:
+        for sock in silent:
+            sock.close()
+    assert pings == [200] * 5
+    assert all(cut)
+
+
+def test_one_address_cannot_hold_more_than_its_share_of_tls_connections(
+    make_config: Callable[..., Any],
+    live_server: Callable[..., str],
+    certs: CertPaths,
+    other_tls_host: requests.Session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="butler.server")
+    # A long read deadline, so that only the connections over the limit are closed here.
+    tls_server = serve_tls(make_config, live_server, certs, read=30)
+    plain = tls_server.replace("https://", "http://")
+    socks = [connect(plain) for _ in range(25)]
+    try:
+        assert tls_ping(other_tls_host, tls_server) == 200
+        refused = [sock for sock in socks[20:] if closed_by_server(sock, within=0.5)]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert len(refused) == 5
     assert "already holds 20 connections" in caplog.text

@@ -24,11 +24,12 @@ def test_https_request_against_test_certificate(make_config, live_server, certs)
     assert response.json()["response"] == "Butler reporting for duty"
 
 
-def test_plain_http_to_tls_port_is_refused(make_config, live_server, certs):
+def test_plain_http_to_tls_port_is_refused_in_json(make_config, live_server, certs):
     config = make_config({"restServerEndpointsEnable": {"butlerping": True}})
     url = live_server(create_app(config), tls=TlsFiles(certs.server_cert, certs.server_key))
-    with pytest.raises(requests.RequestException):
-        requests.get(url.replace("https://", "http://") + "/v4/butlerping", timeout=5)
+    response = requests.get(url.replace("https://", "http://") + "/v4/butlerping", timeout=5)
+    assert response.status_code == 400
+    assert "HTTPS only" in response.json()["message"]
 
 
 def test_untrusted_certificate_is_rejected_by_client(make_config, live_server, certs):

@@ -446,3 +446,26 @@ def test_a_huge_cron_in_the_file_stops_start_up(tmp_path: Path) -> None:
     )
     with pytest.raises(ScheduleFileError, match="field 'cronSchedule' must NOT have more than 200"):
         ScheduleStore(path)
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v4/schedules/startall", {"PUT", "OPTIONS"}),
+        ("/v4/schedules/stopall", {"PUT", "OPTIONS"}),
+        ("/v4/schedules/status", {"GET", "HEAD", "OPTIONS"}),
+        (f"/v4/schedules/{TEMPLATE_IDS[0]}", {"PUT", "DELETE", "OPTIONS"}),
+    ],
+)
+def test_options_lists_only_the_paths_own_methods(api: Api, path: str, allowed: set[str]) -> None:
+    response = api.call("OPTIONS", path)
+    assert response.status_code == 200
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+
+
+@pytest.mark.parametrize("word", ["startall", "stopall", "status"])
+def test_the_fixed_routes_are_not_schedule_ids(api: Api, word: str) -> None:
+    before = api.file.read_bytes()
+    assert_error(api.call("DELETE", f"/v4/schedules/{word}"), 404, "Route DELETE:")
+    assert_error(api.call("PUT", f"/v4/schedules/{word}x", json={"name": "n"}), 404, "not found")
+    assert api.file.read_bytes() == before
