@@ -30,6 +30,8 @@ class ApiRequest:
 
 View = Callable[[ApiRequest], ResponseReturnValue]
 
+JSON_TYPE = "application/json"
+
 SchemaLike = type[Schema] | Schema
 """A marshmallow schema, as a class or an instance (``Schedule(many=True)`` for a list)."""
 
@@ -53,7 +55,7 @@ class Reply:
     description: str
     schema: AnswerSchema | None = None
     example: Any = None
-    media_type: str = "application/json"
+    media_type: str = JSON_TYPE
 
     def check(self, status: int) -> None:
         """Refuse a body where there can be none, so the document cannot promise one."""

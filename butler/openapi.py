@@ -21,14 +21,12 @@ from flask import Blueprint, Flask, Response, jsonify, send_from_directory
 from marshmallow import Schema, fields
 
 from butler import __version__
-from butler.endpoints import AnswerSchema, Endpoint, Reply
+from butler.endpoints import JSON_TYPE, AnswerSchema, Endpoint, Reply
 from butler.fields import LoadScriptBoolean, LoadScriptInteger
 
 _PATH_PARAM = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
 TITLE = "Butler API documentation"
-
-JSON_TYPE = "application/json"
 
 
 class Error(Schema):
@@ -106,16 +104,12 @@ def build_openapi(
     return spec.to_dict()
 
 
-def _has_body(ep: Endpoint) -> bool:
-    return ep.body_schema is not None or ep.body_example is not None
-
-
 def _core_statuses(ep: Endpoint, rate_limited: bool) -> dict[int, str]:
     """What ``butler.app`` itself may answer on this route, whatever the view does."""
     statuses = {400: BAD_INPUT, 413: TOO_LARGE}
     if _PATH_PARAM.search(ep.rule):
         statuses[404] = NO_ROUTE
-    if _has_body(ep):
+    if ep.body_schema is not None or ep.body_example is not None:  # a documented body
         statuses[415] = NOT_JSON
     refusals = [
         text for text, applies in ((BUSY, ep.waits), (RATE_LIMITED, rate_limited)) if applies
