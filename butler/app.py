@@ -88,7 +88,8 @@ def create_app(
             methods=[ep.method],
         )
     app.extensions["butler"] = _AppState(endpoints=mounted, plugins=plugin_infos(pm, served))
-    install_documentation(app, mounted, public_url(config))
+    rate_limited = config.get("restServerConfig.rateLimit") > 0
+    install_documentation(app, mounted, public_url(config), rate_limited=rate_limited)
 
     _install_hooks(app, config)
     app.wsgi_app = AccessLog(MethodOverride(app.wsgi_app))  # type: ignore[method-assign]

@@ -178,5 +178,8 @@ def _print_openapi(config: Config | None, pm: pluggy.PluginManager) -> int:
             feature_sections=False,
         )
     app = create_app(config, plugin_manager=pm)
-    print(json.dumps(build_openapi(mounted_endpoints(app)), indent=2, ensure_ascii=False))
+    document = build_openapi(
+        mounted_endpoints(app), rate_limited=config.get("restServerConfig.rateLimit") > 0
+    )
+    print(json.dumps(document, indent=2, ensure_ascii=False))
     return 0

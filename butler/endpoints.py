@@ -16,6 +16,7 @@ from typing import Any
 
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema
+from marshmallow.fields import Field
 from werkzeug.routing import BaseConverter, Map
 
 
@@ -31,6 +32,42 @@ class ApiRequest:
 
 View = Callable[[ApiRequest], ResponseReturnValue]
 
+JSON_TYPE = "application/json"
+
+SchemaLike = type[Schema] | Schema
+"""A marshmallow schema, as a class or an instance (``Schedule(many=True)`` for a list)."""
+
+AnswerSchema = SchemaLike | Field | tuple[SchemaLike | Field, ...]
+"""What a success body is: a schema for an object (or, with ``many=True``, a list of them),
+a marshmallow field for anything else (``fields.List(fields.String())``, or
+``fields.String()`` for text), or a tuple of those when the body is one of several shapes
+depending on the request (documented as ``oneOf``)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One documented answer of an endpoint: what it means, and the body it carries.
+
+    ``schema`` and ``example`` describe a success body (``media_type`` says its type).
+    Error answers (4xx, 5xx) take a description only: the core renders every error, so
+    their body is always the core's ``Error`` shape and the document says so by itself;
+    204 has no body.
+    """
+
+    description: str
+    schema: AnswerSchema | None = None
+    example: Any = None
+    media_type: str = JSON_TYPE
+
+    def check(self, status: int) -> None:
+        """Refuse a body where there can be none, so the document cannot promise one."""
+        if self.schema is None and self.example is None:
+            return
+        if status >= 400:
+            raise ValueError(f"{status}: error answers always have the core's Error body")
+        if status == 204:
+            raise ValueError("204: a No Content answer has no body")
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -40,8 +77,13 @@ class Endpoint:
     applied to a JSON object body; leave it ``None`` for routes that accept several body
     shapes and check the raw body themselves (``ApiRequest.body`` is then the parsed JSON,
     or ``None`` when the request has no body). A schema may be a class or an instance
-    (``ScheduleBody(partial=True)`` for an update). ``responses`` maps status codes to short
-    descriptions for the OpenAPI document.
+    (``ScheduleBody(partial=True)`` for an update).
+
+    ``responses`` maps each status the route answers to a :class:`Reply` (description,
+    body schema, example) or to a plain description (no body documented). The document
+    adds the statuses the core answers by itself (400 and 413 on every route, 404 where a
+    path parameter may not match, 415 with a body, 429 when calls are refused for load) and
+    the ``Error`` body of every 4xx and 5xx, so list the route's own outcomes only.
     """
 
     enable_key: str
@@ -50,17 +92,30 @@ class Endpoint:
     view: View
     summary: str
     tag: str
-    query_schema: type[Schema] | Schema | None = None
-    body_schema: type[Schema] | Schema | None = None
+    query_schema: SchemaLike | None = None
+    body_schema: SchemaLike | None = None
     body_example: Any = None
-    responses: Mapping[int, str] = field(default_factory=dict)
+    responses: Mapping[int, str | Reply] = field(default_factory=dict)
     description: str = ""
     waits: bool = False
     """The route may hold its worker for an upstream (QRS, Engine, a webhook) or a wait;
     such routes share ``restServerConfig.maxWaiting`` workers, the rest stay for quick ones."""
 
+    def __post_init__(self) -> None:
+        for status, reply in self.responses.items():
+            if isinstance(reply, Reply):
+                reply.check(status)
 
-def schema_instance(schema: type[Schema] | Schema | None) -> Schema | None:
+    def replies(self) -> dict[int, Reply]:
+        """``responses`` with plain descriptions as body-less replies; 200 when none given."""
+        given = self.responses or {200: "Success"}
+        return {
+            status: reply if isinstance(reply, Reply) else Reply(reply)
+            for status, reply in given.items()
+        }
+
+
+def schema_instance(schema: SchemaLike | None) -> Schema | None:
     """The schema object to validate with (classes are instantiated once, at app build)."""
     if schema is None or isinstance(schema, Schema):
         return schema

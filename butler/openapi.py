@@ -2,28 +2,58 @@
 
 The document is built from the same marshmallow schemas that validate requests, so the
 documentation cannot drift from what the service accepts, and it lists exactly the routes
-this config enables.
+this config enables. Answers are documented from each endpoint's :class:`~butler.endpoints.Reply`
+values; the statuses the core answers by itself, and the one error body every 4xx and 5xx
+carries, are added here, so no plugin has to repeat them (or can get them wrong).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from flask import Blueprint, Flask, Response, jsonify, send_from_directory
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
 from butler import __version__
-from butler.endpoints import Endpoint
+from butler.endpoints import JSON_TYPE, AnswerSchema, Endpoint, Reply
 from butler.fields import LoadScriptBoolean, LoadScriptInteger
 
 _PATH_PARAM = re.compile(r"<(?:[a-z_]+(?:\([^)]*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
 TITLE = "Butler API documentation"
+
+
+class Error(Schema):
+    """The body of every 4xx and 5xx answer, as ``butler.app.error_response`` renders it."""
+
+    statusCode = fields.Integer(required=True, metadata={"description": "The HTTP status"})
+    error = fields.String(required=True, metadata={"description": "Its reason phrase"})
+    message = fields.String(required=True, metadata={"description": "What went wrong"})
+    code = fields.String(
+        metadata={
+            "description": (
+                "A stable code for programs, when there is one (FST_ERR_VALIDATION: the "
+                "query string or body does not match the route's schema)"
+            )
+        }
+    )
+
+
+BAD_INPUT = (
+    "Bad input: the URL is not UTF-8, X-HTTP-Method-Override is unknown, the body is not "
+    "JSON, or the query string or body does not match the route's schema"
+)
+TOO_LARGE = "The body is larger than restServerConfig.maxBodyBytes"
+NOT_JSON = "The body is not JSON: send Content-Type: application/json"
+NO_ROUTE = "No route matches: a path parameter is empty or holds a '/'"
+BUSY = "Every worker for waiting calls is taken (restServerConfig.maxWaiting): retry"
+RATE_LIMITED = "Rate limit exceeded (restServerConfig.rateLimit): retry in a minute"
 
 
 def openapi_path(rule: str) -> str:
@@ -43,8 +73,13 @@ def schema_name(schema: type[Schema] | Schema) -> str:
     return schema.__name__
 
 
-def build_openapi(endpoints: Iterable[Endpoint], server_url: str | None = None) -> dict[str, Any]:
-    """The OpenAPI 3.0 document for ``endpoints``."""
+def build_openapi(
+    endpoints: Iterable[Endpoint], server_url: str | None = None, *, rate_limited: bool = False
+) -> dict[str, Any]:
+    """The OpenAPI 3.0 document for ``endpoints``.
+
+    ``rate_limited``: ``restServerConfig.rateLimit`` is on, so every route may answer 429.
+    """
     marshmallow_plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
     spec = APISpec(
         title=TITLE,
@@ -56,29 +91,78 @@ def build_openapi(endpoints: Iterable[Endpoint], server_url: str | None = None) 
     )
     marshmallow_plugin.map_to_openapi_type(LoadScriptBoolean, "boolean", None)
     marshmallow_plugin.map_to_openapi_type(LoadScriptInteger, "integer", None)
+    converter = marshmallow_plugin.converter
+    assert converter is not None  # set when the plugin was handed to APISpec
     operations: dict[str, dict[str, Any]] = {}
     for ep in sorted(endpoints, key=lambda e: (e.rule, e.method)):
-        operations.setdefault(openapi_path(ep.rule), {})[ep.method.lower()] = _operation(ep)
+        responses = _responses(ep, rate_limited, converter)
+        operations.setdefault(openapi_path(ep.rule), {})[ep.method.lower()] = _operation(
+            ep, responses
+        )
     for path, ops in operations.items():
         spec.path(path=path, operations=ops)
     return spec.to_dict()
 
 
-def _responses(ep: Endpoint) -> dict[int, str]:
-    answers = dict(ep.responses or {200: "Success"})
-    if ep.waits:
-        answers.setdefault(
-            429, "Every worker for waiting calls is taken (restServerConfig.maxWaiting): retry"
-        )
-    return answers
+def _core_statuses(ep: Endpoint, rate_limited: bool) -> dict[int, str]:
+    """What ``butler.app`` itself may answer on this route, whatever the view does."""
+    statuses = {400: BAD_INPUT, 413: TOO_LARGE}
+    if _PATH_PARAM.search(ep.rule):
+        statuses[404] = NO_ROUTE
+    if ep.body_schema is not None or ep.body_example is not None:  # a documented body
+        statuses[415] = NOT_JSON
+    refusals = [
+        text for text, applies in ((BUSY, ep.waits), (RATE_LIMITED, rate_limited)) if applies
+    ]
+    if refusals:
+        statuses[429] = "; or ".join(refusals)
+    return statuses
 
 
-def _operation(ep: Endpoint) -> dict[str, Any]:
+def _responses(
+    ep: Endpoint, rate_limited: bool, converter: OpenAPIConverter
+) -> dict[str, dict[str, Any]]:
+    replies = ep.replies()
+    for status, text in _core_statuses(ep, rate_limited).items():
+        replies.setdefault(status, Reply(text))
+    return {
+        str(status): _response(status, reply, converter)
+        for status, reply in sorted(replies.items())
+    }
+
+
+def _response(status: int, reply: Reply, converter: OpenAPIConverter) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": reply.description}
+    if status >= 400:
+        example = {
+            "statusCode": status,
+            "error": HTTPStatus(status).phrase,
+            "message": reply.description,
+        }
+        answer["content"] = {JSON_TYPE: {"schema": Error, "example": example}}
+    elif reply.schema is not None:
+        content: dict[str, Any] = {"schema": _schema_object(reply.schema, converter)}
+        if reply.example is not None:
+            content["example"] = reply.example
+        answer["content"] = {reply.media_type: content}
+    return answer
+
+
+def _schema_object(schema: AnswerSchema, converter: OpenAPIConverter) -> Any:
+    """A schema (apispec resolves it to a $ref), a field's schema, or ``oneOf`` of those."""
+    if isinstance(schema, tuple):
+        return {"oneOf": [_schema_object(one, converter) for one in schema]}
+    if isinstance(schema, fields.Field):
+        return converter.field2property(schema)
+    return schema
+
+
+def _operation(ep: Endpoint, responses: dict[str, dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": ep.summary,
         "tags": [ep.tag],
         "operationId": f"{ep.method.lower()}_{ep.rule}",
-        "responses": {str(code): {"description": text} for code, text in _responses(ep).items()},
+        "responses": responses,
     }
     if ep.description:
         op["description"] = ep.description
@@ -138,6 +222,7 @@ def documentation_blueprint(document: dict[str, Any]) -> Blueprint:
 
 
 def install_documentation(
-    app: Flask, endpoints: Iterable[Endpoint], server_url: str | None
+    app: Flask, endpoints: Iterable[Endpoint], server_url: str | None, *, rate_limited: bool
 ) -> None:
-    app.register_blueprint(documentation_blueprint(build_openapi(endpoints, server_url)))
+    document = build_openapi(endpoints, server_url, rate_limited=rate_limited)
+    app.register_blueprint(documentation_blueprint(document))

@@ -15,10 +15,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, post_load, validate
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
 from butler.config import Config, CoreService, EnableKey
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.engine import EngineClient, ReloadOutcome
 from butler.errors import ApiError, FeatureUnavailable
 from butler.fields import LoadScriptBoolean, LoadScriptInteger, StringList
@@ -67,6 +67,72 @@ class ReloadQuery(Schema):
         load_default=False,
         metadata={"description": "Answer only when the reload has finished, with its outcome"},
     )
+
+
+class ReloadStarted(Schema):
+    appId = fields.String(required=True)
+
+
+class ReloadFinished(ReloadStarted):
+    """The answer with ``?wait=true``."""
+
+    reloadResult = fields.String(
+        required=True, validate=validate.OneOf(("success", "failure", "aborted"))
+    )
+    message = fields.String(required=True)
+    tasksStarted = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "Task id -> started, failed: ..., notFound, denied, invalid"},
+    )
+
+
+class AppDump(Schema):
+    """The keys of ``butler.engine.DUMP_KEYS``, each as the Engine gave it."""
+
+    properties = fields.Dict(required=True)
+    loadScript = fields.String(required=True)
+    lineage = fields.Raw(metadata={"description": "Absent when the Engine cannot give it"})
+    sheets = fields.List(fields.Dict(), required=True)
+    stories = fields.List(fields.Dict(), required=True)
+    masterobjects = fields.List(fields.Dict(), required=True)
+    appprops = fields.List(fields.Dict(), required=True)
+    dimensions = fields.List(fields.Dict(), required=True)
+    measures = fields.List(fields.Dict(), required=True)
+    bookmarks = fields.List(fields.Dict(), required=True)
+    embeddedmedia = fields.List(fields.Dict(), required=True)
+    snapshots = fields.List(fields.Dict(), required=True)
+    fields_ = fields.List(fields.Dict(), required=True, data_key="fields")
+    dataconnections = fields.List(fields.Dict(), required=True)
+    variables = fields.List(fields.Dict(), required=True)
+    appId = fields.String(required=True)
+
+
+class AppEntry(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+SALES_APP = "4c3fd1e0-2b6a-4f8e-9d75-0a1b2c3d4e5f"
+DUMP_EXAMPLE = {
+    "properties": {"qTitle": "Sales", "description": "Sales per region"},
+    "loadScript": "LOAD * FROM [lib://Data/sales.qvd] (qvd);",
+    "lineage": [{"qDiscriminator": "lib://Data/sales.qvd"}],
+    "sheets": [{"qInfo": {"qId": "sheet-1", "qType": "sheet"}}],
+    "stories": [],
+    "masterobjects": [],
+    "appprops": [],
+    "dimensions": [{"qInfo": {"qId": "dim-region", "qType": "dimension"}}],
+    "measures": [],
+    "bookmarks": [],
+    "embeddedmedia": [],
+    "snapshots": [],
+    "fields": [{"qName": "Region"}],
+    "dataconnections": [{"qName": "Data", "qType": "folder"}],
+    "variables": [],
+    "appId": SALES_APP,
+}
 
 
 def _engine(services: Services) -> EngineClient:
@@ -179,7 +245,19 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 "startQSEoWTaskOnSuccess": ["09b3c78f-04dd-45e3-a4bf-1b074d6572fa"],
                 "startQSEoWTaskOnFailure": ["eaf1da4f-fd44-4cea-b2de-7b67a6496ee3"],
             },
-            responses={201: "Reload started (or finished, with ?wait=true)", **errors},
+            responses={
+                201: Reply(
+                    "Reload started (or finished, with ?wait=true)",
+                    (ReloadStarted, ReloadFinished),
+                    example={
+                        "appId": SALES_APP,
+                        "reloadResult": "success",
+                        "message": "App reloaded and saved",
+                        "tasksStarted": {"09b3c78f-04dd-45e3-a4bf-1b074d6572fa": "started"},
+                    },
+                ),
+                **errors,
+            },
         ),
     ]
     for rule in ("/v4/senseappdump/<appId>", "/v4/app/<appId>/dump"):
@@ -193,7 +271,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 description=dump_doc,
                 tag=TAG,
                 waits=True,
-                responses={200: "The app as JSON", **errors},
+                responses={200: Reply("The app as JSON", AppDump, example=DUMP_EXAMPLE), **errors},
             )
         )
     for rule in ("/v4/senselistapps", "/v4/apps/list"):
@@ -207,7 +285,14 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 description="Array of {id, name}, as far as the Engine user may see them.",
                 tag=TAG,
                 waits=True,
-                responses={200: "Array of apps", **{k: v for k, v in errors.items() if k != 404}},
+                responses={
+                    200: Reply(
+                        "Array of apps",
+                        AppEntry(many=True),
+                        example=[{"id": SALES_APP, "name": "Sales"}],
+                    ),
+                    **{k: v for k, v in errors.items() if k != 404},
+                },
             )
         )
     return endpoints

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from butler.config import Config, EnableKey
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import BadRequest
 from butler.hookspecs import hookimpl
 from butler.services import Services
@@ -75,6 +75,16 @@ class Base16Query(Schema):
     base16 = fields.String(required=True, validate=_LENGTH)
 
 
+class Conversion(Schema):
+    """Both spellings of the value: the one sent, as sent, and the converted one."""
+
+    base62 = fields.String(required=True)
+    base16 = fields.String(required=True)
+
+
+_ERRORS = {400: "Missing parameter or bad character"}
+
+
 @hookimpl
 def butler_enable_keys() -> list[EnableKey]:
     return [EnableKey("base62ToBase16"), EnableKey("base16ToBase62")]
@@ -107,7 +117,14 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             query_schema=Base62Query,
             summary="Converts strings from base62 to base16",
             tag=TAG,
-            responses={200: "Converted value", 400: "Missing parameter or bad character"},
+            responses={
+                200: Reply(
+                    "Converted value",
+                    Conversion,
+                    example={"base62": "NKIdk1R6R0AZFcJl", "base16": "7b9c8a2e44d14f6a9cd0e5b3"},
+                ),
+                **_ERRORS,
+            },
         ),
         Endpoint(
             enable_key="base16ToBase62",
@@ -117,6 +134,13 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             query_schema=Base16Query,
             summary="Converts strings from base16 to base62",
             tag=TAG,
-            responses={200: "Converted value", 400: "Missing parameter or bad character"},
+            responses={
+                200: Reply(
+                    "Converted value",
+                    Conversion,
+                    example={"base16": "7b9c8a2e44d14f6a9cd0e5b3", "base62": "NKIdk1R6R0AZFcJl"},
+                ),
+                **_ERRORS,
+            },
         ),
     ]

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Response
-from marshmallow import EXCLUDE, Schema
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from butler.config import Config, CoreService, EnableKey
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import BadRequest, FeatureUnavailable
 from butler.fields import LoadScriptNumber, LoadScriptString
 from butler.hookspecs import hookimpl
@@ -72,6 +72,44 @@ class SetBody(Schema):
         allow_none=True,
         metadata={"description": "Time to live in ms; 0, empty or absent = never expires"},
     )
+
+
+class KeyValue(Schema):
+    namespace = fields.String(required=True)
+    key = fields.String(required=True)
+    value = fields.String(required=True, metadata={"description": "Non-text values as JSON text"})
+    ttl = fields.Integer(required=True, metadata={"description": "Milliseconds; 0 = never"})
+
+
+class KeyFound(Schema):
+    keyExists = fields.Boolean(required=True, validate=validate.Equal(True))
+    keyValue = fields.Nested(KeyValue, required=True)
+
+
+class NothingFound(Schema):
+    """An empty object: the original's ``keyValue`` of a key that does not exist."""
+
+
+class KeyMissing(Schema):
+    keyExists = fields.Boolean(required=True, validate=validate.Equal(False))
+    keyValue = fields.Nested(NothingFound, required=True)
+
+
+class KeyName(Schema):
+    key = fields.String(required=True)
+
+
+class KeyList(Schema):
+    namespace = fields.String(required=True)
+    keys = fields.List(fields.Nested(KeyName), required=True)
+
+
+EXAMPLE_ENTRY = {
+    "namespace": "Sales ETL",
+    "key": "Last extract timestamp",
+    "value": "2026-03-02 05:40:12",
+    "ttl": 58210,
+}
 
 
 def _entry_json(entry: KvEntry) -> dict[str, Any]:
@@ -150,7 +188,13 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             list_namespaces,
             "List all currently defined namespaces",
             description="Namespaces in creation order, including empty ones.",
-            responses={200: "Array of namespace names"},
+            responses={
+                200: Reply(
+                    "Array of namespace names",
+                    fields.List(fields.String()),
+                    example=["Sales ETL", "Finance"],
+                )
+            },
         ),
         endpoint(
             "GET",
@@ -159,7 +203,11 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             "Get the value associated with a key, in a specific namespace",
             query_schema=KeyQuery,
             responses={
-                200: "namespace, key, value and ttl (ms left, 0 = never expires)",
+                200: Reply(
+                    "namespace, key, value and ttl (ms left, 0 = never expires)",
+                    KeyValue,
+                    example=EXAMPLE_ENTRY,
+                ),
                 400: "Query parameter key missing",
                 404: NOT_FOUND,
             },
@@ -171,7 +219,12 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             "Checks if a key exists in a namespace",
             query_schema=KeyQuery,
             responses={
-                200: "keyExists flag, and keyValue (namespace, key, value, ttl) when it exists",
+                200: Reply(
+                    "keyExists flag, and keyValue (namespace, key, value, ttl) when it exists, "
+                    "else {}",
+                    (KeyFound, KeyMissing),
+                    example={"keyExists": True, "keyValue": EXAMPLE_ENTRY},
+                ),
                 400: "Query parameter key missing",
                 404: "Namespace not found",
             },
@@ -189,7 +242,16 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             body_schema=SetBody,
             body_example={"key": "Last extract timestamp", "value": "2020-09-29", "ttl": 60000},
             responses={
-                201: "Key stored; echoes namespace, key, value and ttl as sent (0 = none)",
+                201: Reply(
+                    "Key stored; echoes namespace, key, value and ttl as sent (0 = none)",
+                    KeyValue,
+                    example={
+                        "namespace": "Sales ETL",
+                        "key": "Last extract timestamp",
+                        "value": "2020-09-29",
+                        "ttl": 60000,
+                    },
+                ),
                 400: "key or value missing, or ttl not a number",
                 409: "Namespace already holds maxKeysPerNamespace keys",
             },
@@ -214,7 +276,14 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             list_keys,
             "Retrieve a list of all keys present in the specified namespace",
             responses={
-                200: "namespace and keys[].key in insertion order",
+                200: Reply(
+                    "namespace and keys[].key in insertion order",
+                    KeyList,
+                    example={
+                        "namespace": "Sales ETL",
+                        "keys": [{"key": "Last extract timestamp"}, {"key": "Rows loaded"}],
+                    },
+                ),
                 404: "Namespace not found",
             },
         ),

@@ -5,15 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
+from marshmallow import Schema, fields
 
 from butler import __version__
 from butler.app import loaded_plugins
 from butler.config import Config, EnableKey
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.hookspecs import hookimpl
 from butler.services import Services
 
 TAG = "Butler"
+
+
+class Ping(Schema):
+    response = fields.String(required=True)
+    butlerVersion = fields.String(required=True)
+
+
+class PluginEntry(Schema):
+    name = fields.String(required=True)
+    version = fields.String(required=True)
+    builtin = fields.Boolean(required=True)
+    hooks = fields.List(fields.String(), required=True)
+    enableKeys = fields.List(fields.String(), required=True)
+    endpoints = fields.List(fields.String(), required=True, metadata={"description": "METHOD rule"})
 
 
 @hookimpl
@@ -43,7 +58,13 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             view=ping,
             summary="Tests if Butler is alive and responding",
             tag=TAG,
-            responses={200: "Butler is alive"},
+            responses={
+                200: Reply(
+                    "Butler is alive",
+                    Ping,
+                    example={"response": "Butler reporting for duty", "butlerVersion": __version__},
+                )
+            },
         ),
         Endpoint(
             enable_key="apiListEnabledEndpoints",
@@ -53,7 +74,13 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             summary="Get an array of all enabled API endpoints",
             description="Names are the leaf keys of Butler.restServerEndpointsEnable.",
             tag=TAG,
-            responses={200: "Array of enabled endpoint names"},
+            responses={
+                200: Reply(
+                    "Array of enabled endpoint names",
+                    fields.List(fields.String()),
+                    example=["butlerping", "keyValueStore", "senseStartTask"],
+                )
+            },
         ),
         Endpoint(
             enable_key="plugins",
@@ -67,6 +94,21 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 "config (method and path)."
             ),
             tag=TAG,
-            responses={200: "Array of plugins"},
+            responses={
+                200: Reply(
+                    "Array of plugins",
+                    PluginEntry(many=True),
+                    example=[
+                        {
+                            "name": "butler_plugins.meta",
+                            "version": __version__,
+                            "builtin": True,
+                            "hooks": ["butler_enable_keys", "butler_endpoints"],
+                            "enableKeys": ["apiListEnabledEndpoints", "butlerping", "plugins"],
+                            "endpoints": ["GET /v4/butlerping", "GET /v4/plugins"],
+                        }
+                    ],
+                )
+            },
         ),
     ]

@@ -13,7 +13,7 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, validate
 
 from butler.config import Config, EnableKey
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptBoolean, LoadScriptInteger, LoadScriptString
 from butler.hookspecs import hookimpl
@@ -82,7 +82,16 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 "message": "dt=20201028",
             },
             responses={
-                201: "Message published; the request body is echoed",
+                201: Reply(
+                    "Message published; the request body is echoed, as read",
+                    PublishBody,
+                    example={
+                        "topic": "qliksense/new_data_notification/sales",
+                        "message": "dt=20201028",
+                        "qos": 1,
+                        "retain": False,
+                    },
+                ),
                 400: "Missing or invalid topic/message/qos/retain",
                 502: "MQTT broker not connected or refused the message",
                 503: "MQTT is not enabled (Butler.mqttConfig.enable)",

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Response
-from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
 from butler.config import Config, EnableKey
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptString, StringList
 from butler.hookspecs import hookimpl
@@ -112,6 +112,42 @@ class ScheduleBody(Schema):
     )
 
 
+class Schedule(Schema):
+    """A schedule as answered; other properties it was created with are kept."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    cronSchedule = fields.String(required=True)
+    timezone = fields.String(required=True)
+    qlikSenseTaskId = fields.String(required=True)
+    startupState = fields.String(required=True, validate=validate.OneOf(STARTUP_STATES))
+    tags = fields.List(
+        fields.Raw(metadata={"oneOf": [{"type": "string"}, {"type": "number"}]}),
+        allow_none=True,
+        metadata={"description": "Numbers written by hand in the schedule file stay numbers"},
+    )
+    created = fields.String(metadata={"description": "Absent on schedules written by hand"})
+    lastKnownState = fields.String(required=True, validate=validate.OneOf(("started", "stopped")))
+    nextRun = fields.String(required=True, allow_none=True)
+    lastRun = fields.String(required=True, allow_none=True)
+    lastResult = fields.String(required=True, allow_none=True)
+
+
+ANSWER_EXAMPLE = {
+    **EXAMPLE,
+    "id": "5e6f2f1c-8d3b-4a47-9a0e-2c1d7b6a9f10",
+    "created": "2026-03-02T08:15:04.118Z",
+    "lastKnownState": "started",
+    "nextRun": "2026-03-03T05:00:00.000Z",
+    "lastRun": None,
+    "lastResult": None,
+}
+STOPPED_EXAMPLE = {**ANSWER_EXAMPLE, "lastKnownState": "stopped", "nextRun": None}
+
+
 class ScheduleQuery(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -185,7 +221,11 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             tag=TAG,
             query_schema=ScheduleQuery,
             responses={
-                200: "Array of schedules, or one schedule",
+                200: Reply(
+                    "Array of schedules, or the one schedule with ?id=",
+                    (Schedule(many=True), Schedule),
+                    example=[ANSWER_EXAMPLE],
+                ),
                 404: "Unknown id",
                 **unavailable,
             },
@@ -199,7 +239,11 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             tag=TAG,
             body_schema=ScheduleBody,
             body_example=EXAMPLE,
-            responses={201: "The created schedule", 400: "Invalid field", **unavailable},
+            responses={
+                201: Reply("The created schedule", Schedule, example=ANSWER_EXAMPLE),
+                400: "Invalid field",
+                **unavailable,
+            },
         ),
         Endpoint(
             enable_key="scheduler.updateSchedule",
@@ -211,7 +255,16 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             tag=TAG,
             body_schema=ScheduleBody(partial=True),
             body_example={"cronSchedule": "0 7 * * 1-5"},
-            responses={200: "The changed schedule", 400: "Invalid field", 404: "Unknown id"},
+            responses={
+                200: Reply(
+                    "The changed schedule",
+                    Schedule,
+                    example={**ANSWER_EXAMPLE, "cronSchedule": "0 7 * * 1-5"},
+                ),
+                400: "Invalid field",
+                404: "Unknown id",
+                **unavailable,
+            },
         ),
         Endpoint(
             enable_key="scheduler.deleteSchedule",
@@ -229,7 +282,13 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             view=start_one,
             summary="Start a schedule",
             tag=TAG,
-            responses={200: "Array with the started schedule", 404: "Unknown id", **unavailable},
+            responses={
+                200: Reply(
+                    "Array with the started schedule", Schedule(many=True), example=[ANSWER_EXAMPLE]
+                ),
+                404: "Unknown id",
+                **unavailable,
+            },
         ),
         Endpoint(
             enable_key="scheduler.startSchedule",
@@ -238,7 +297,10 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             view=start_all,
             summary="Start all schedules",
             tag=TAG,
-            responses={200: "Array of all schedules", **unavailable},
+            responses={
+                200: Reply("Array of all schedules", Schedule(many=True), example=[ANSWER_EXAMPLE]),
+                **unavailable,
+            },
         ),
         Endpoint(
             enable_key="scheduler.stopSchedule",
@@ -247,7 +309,15 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             view=stop_one,
             summary="Stop a schedule",
             tag=TAG,
-            responses={200: "Array with the stopped schedule", 404: "Unknown id", **unavailable},
+            responses={
+                200: Reply(
+                    "Array with the stopped schedule",
+                    Schedule(many=True),
+                    example=[STOPPED_EXAMPLE],
+                ),
+                404: "Unknown id",
+                **unavailable,
+            },
         ),
         Endpoint(
             enable_key="scheduler.stopSchedule",
@@ -256,7 +326,14 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             view=stop_all,
             summary="Stop all schedules",
             tag=TAG,
-            responses={200: "Array of all schedules", **unavailable},
+            responses={
+                200: Reply(
+                    "Array of all schedules",
+                    Schedule(many=True),
+                    example=[STOPPED_EXAMPLE],
+                ),
+                **unavailable,
+            },
         ),
         Endpoint(
             enable_key="scheduler.getScheduleStatusAll",
@@ -266,6 +343,14 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             summary="Get scheduler status",
             description="Plain text, one line per schedule: '<id>': <cron> status: Running",
             tag=TAG,
-            responses={200: "Status text", **unavailable},
+            responses={
+                200: Reply(
+                    "Status text",
+                    fields.String(),
+                    example="{\n'task-1': */30 * * * * * status: Running\n}",
+                    media_type="text/plain",
+                ),
+                **unavailable,
+            },
         ),
     ]

@@ -18,7 +18,7 @@ from marshmallow import EXCLUDE, Schema
 
 from butler.config import Config, ConfigSection, EnableKey, when_enabled
 from butler.config_schema import OpenSchema, TimeoutSeconds, config_string
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import FeatureUnavailable, UpstreamError, UpstreamTimeout
 from butler.fields import LoadScriptString
 from butler.hookspecs import hookimpl
@@ -88,6 +88,14 @@ class SlackBody(Schema):
     emoji = LoadScriptString()
 
 
+EXAMPLE = {
+    "channel": "#reload-notification",
+    "from_user": "Butler the Bot",
+    "msg": "This is a message from Qlik Sense",
+    "emoji": "thumbsup",
+}
+
+
 def _webhook_url(config: Config) -> str:
     url = config.get(WEBHOOK_KEY)
     if not isinstance(url, str) or not url.strip():
@@ -135,14 +143,13 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             tag=TAG,
             body_schema=SlackBody,
             waits=True,
-            body_example={
-                "channel": "#reload-notification",
-                "from_user": "Butler the Bot",
-                "msg": "This is a message from Qlik Sense",
-                "emoji": "thumbsup",
-            },
+            body_example=EXAMPLE,
             responses={
-                201: "Slack accepted the message; the fields are echoed",
+                201: Reply(
+                    "Slack accepted the message; the fields are echoed",
+                    SlackBody,
+                    example=EXAMPLE,
+                ),
                 400: "Missing or invalid field",
                 502: "Slack refused the message or could not be reached",
                 503: f"No webhook configured (Butler.{WEBHOOK_KEY})",

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz a live `butler demo` with schemathesis from its own OpenAPI document.
-# Fails (non-zero) on any 500 answer. Usage: bash scripts/fuzz.sh [max examples per operation]
+# Fails (non-zero) on any 500 answer, and on any answer the document does not declare: an
+# undocumented status or content type, or a body that does not match the declared schema.
+# Usage: bash scripts/fuzz.sh [max examples per operation]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,13 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
+# Schemathesis counts test cases; Butler's access log counts the requests they made.
+answered() { grep -c ' -> [0-9][0-9][0-9] in ' "$WORKDIR/demo.log" || true; }
+BEFORE="$(answered)"
+STATUS=0
 PYTHONPATH="scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=fuzz_checks \
   "$VENV/bin/st" run "http://127.0.0.1:$PORT/documentation/json" \
-  --checks no_internal_error --max-examples "$EXAMPLES" --workers 2 --no-color
+  --checks no_internal_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --max-examples "$EXAMPLES" --workers 2 --no-color || STATUS=$?
+echo "Requests answered by Butler during the run: $(( $(answered) - BEFORE ))"
+exit "$STATUS"

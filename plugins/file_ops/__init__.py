@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema
+from marshmallow import EXCLUDE, Schema, fields
 
 from butler.config import Config, ConfigSection, EnableKey
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.fields import LoadScriptBoolean, LoadScriptString
 from butler.hookspecs import hookimpl
 from butler.services import Services
@@ -53,6 +53,27 @@ class DeleteBody(_Body):
 
 class DirectoryBody(_Body):
     directory = LoadScriptString(allow_none=True)
+
+
+class Moved(Schema):
+    fromFile = fields.String(required=True, metadata={"description": "Normalised source path"})
+    toFile = fields.String(required=True, metadata={"description": "Normalised destination"})
+    overwrite = fields.Boolean(required=True)
+
+
+class Copied(Moved):
+    preserveTimestamp = fields.Boolean(required=True)
+
+
+class DirectoryCreated(Schema):
+    directory = fields.String(required=True, metadata={"description": "As sent"})
+
+
+TRANSFER_EXAMPLE = {
+    "fromFile": "C:/data/qvd/subfolder/file1.qvd",
+    "toFile": "C:/data/archive/file1_20200925.qvd",
+    "overwrite": False,
+}
 
 
 @hookimpl
@@ -138,13 +159,15 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             tag=TAG,
             body_schema=CopyBody,
             waits=True,
-            body_example={
-                "fromFile": "C:/data/qvd/subfolder/file1.qvd",
-                "toFile": "C:/data/archive/file1_20200925.qvd",
-                "overwrite": False,
-                "preserveTimestamp": False,
+            body_example={**TRANSFER_EXAMPLE, "preserveTimestamp": False},
+            responses={
+                201: Reply(
+                    "Copied; the normalised paths are echoed",
+                    Copied,
+                    example={**TRANSFER_EXAMPLE, "preserveTimestamp": True},
+                ),
+                **transfer_errors,
             },
-            responses={201: "Copied; the normalised paths are echoed", **transfer_errors},
         ),
         Endpoint(
             enable_key="fileMove",
@@ -159,12 +182,13 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             tag=TAG,
             body_schema=MoveBody,
             waits=True,
-            body_example={
-                "fromFile": "C:/data/qvd/subfolder/file1.qvd",
-                "toFile": "C:/data/archive/file1_20200925.qvd",
-                "overwrite": False,
+            body_example=TRANSFER_EXAMPLE,
+            responses={
+                201: Reply(
+                    "Moved; the normalised paths are echoed", Moved, example=TRANSFER_EXAMPLE
+                ),
+                **transfer_errors,
             },
-            responses={201: "Moved; the normalised paths are echoed", **transfer_errors},
         ),
         Endpoint(
             enable_key="fileDelete",
@@ -202,7 +226,11 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             body_schema=DirectoryBody,
             body_example={"directory": "subfolder/2020-10"},
             responses={
-                201: "Created (or already there); `directory` is echoed as sent",
+                201: Reply(
+                    "Created (or already there); `directory` is echoed as sent",
+                    DirectoryCreated,
+                    example={"directory": "subfolder/2020-10"},
+                ),
                 400: "Missing or invalid directory",
                 403: "Directory must be within the QVD folder",
                 409: "A file with that name exists",
@@ -224,7 +252,11 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             body_schema=DirectoryBody,
             body_example={"directory": "C:/data/qvds/2020"},
             responses={
-                201: "Created (or already there); `directory` is echoed as sent",
+                201: Reply(
+                    "Created (or already there); `directory` is echoed as sent",
+                    DirectoryCreated,
+                    example={"directory": "C:/data/qvds/2020"},
+                ),
                 400: "Missing, relative or invalid directory",
                 403: f"Not inside Butler.{CREATE_DIR_KEY}",
                 409: "A file with that name exists",

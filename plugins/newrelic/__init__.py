@@ -17,7 +17,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from butler.cli_options import CliOptions
 from butler.config import Config, ConfigError, ConfigSection, EnableKey, when_enabled
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import FeatureUnavailable
 from butler.fields import LoadScriptNumber, LoadScriptString
 from butler.hookspecs import hookimpl
@@ -106,6 +106,50 @@ class MetricBody(Schema):
     timestamp = FiniteNumber(allow_none=True)
     interval = FiniteNumber(allow_none=True)
     attributes = fields.List(fields.Nested(MetricAttribute), allow_none=True)
+
+
+class AccountOutcome(Schema):
+    """One destination account's answer (``AccountResult.to_json``)."""
+
+    accountName = fields.String(required=True)
+    accountId = fields.String(
+        required=True, allow_none=True, metadata={"description": "null: no credentials"}
+    )
+    success = fields.Boolean(required=True)
+    newRelicResultCode = fields.String(
+        required=True, allow_none=True, metadata={"description": "null: nothing was answered"}
+    )
+    newRelicResultText = fields.String(required=True)
+    message = fields.String(metadata={"description": "New Relic's answer or why not sent"})
+
+
+class Forwarded(Schema):
+    newRelicResultCode = fields.String(required=True, validate=validate.OneOf(("202",)))
+    newRelicResultText = fields.String(required=True)
+    accounts = fields.List(fields.Nested(AccountOutcome), required=True)
+
+
+FORWARDED_EXAMPLE = {
+    "newRelicResultCode": "202",
+    "newRelicResultText": "Accepted by 1 of 2 accounts",
+    "accounts": [
+        {
+            "accountName": "Production",
+            "accountId": "1234567",
+            "success": True,
+            "newRelicResultCode": "202",
+            "newRelicResultText": "Accepted",
+        },
+        {
+            "accountName": "Staging",
+            "accountId": None,
+            "success": False,
+            "newRelicResultCode": None,
+            "newRelicResultText": "not sent",
+            "message": "no credentials in Butler.thirdPartyToolsCredentials.newRelic",
+        },
+    ],
+}
 
 
 def _destination(
@@ -231,8 +275,12 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
 
         return send("metric", METRIC_KEY, build, call.body)
 
-    responses = {
-        202: "Accepted by at least one account; per-account results in `accounts`",
+    responses: dict[int, str | Reply] = {
+        202: Reply(
+            "Accepted by at least one account; per-account results in `accounts`",
+            Forwarded,
+            example=FORWARDED_EXAMPLE,
+        ),
         400: "Invalid body",
         502: "No destination account accepted the data",
         503: "Destination accounts or credentials not configured",

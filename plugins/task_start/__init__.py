@@ -15,14 +15,14 @@ from flask import Response
 from marshmallow import Schema
 
 from butler.config import Config, CoreService, EnableKey
-from butler.endpoints import ApiRequest, Endpoint
+from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import BadRequest, FeatureUnavailable
 from butler.fields import LoadScriptBoolean
 from butler.hookspecs import hookimpl
 from butler.services import Services
 from butler.tasks import Trigger
 from butler_plugins.task_start.request_body import parse_mqtt_payload, parse_start_body
-from butler_plugins.task_start.response import start_response
+from butler_plugins.task_start.response import ANSWER_EXAMPLE, StartAnswer, start_response
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,12 @@ EXAMPLE = [
     },
 ]
 
-RESPONSES = {
-    200: "Per-task outcome: started, invalid, denied, not found, failed",
+RESPONSES: dict[int, str | Reply] = {
+    200: Reply(
+        "Per-task outcome: started, invalid, denied, not found, failed",
+        StartAnswer,
+        example=ANSWER_EXAMPLE,
+    ),
     400: "Malformed body or parameter",
     502: "QRS unreachable or failing (nothing started)",
     504: "QRS did not answer in time",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from marshmallow import Schema, fields, validate
+
 from butler.tasks import StartResult
 
 
@@ -24,3 +26,81 @@ def start_response(result: StartResult) -> dict[str, Any]:
         "tasksFailed": result.failed,
         "totalTasksStarted": len(result.started),
     }
+
+
+class TaskRef(Schema):
+    taskId = fields.String(required=True)
+    taskName = fields.String(required=True)
+
+
+class TaskId(Schema):
+    taskId = fields.String(required=True)
+
+
+class InvalidTaskId(Schema):
+    taskId = fields.Raw(
+        required=True,
+        allow_none=True,
+        metadata={"description": "As sent: not a GUID, so not necessarily text either"},
+    )
+
+
+class TasksById(Schema):
+    started = fields.List(fields.Nested(TaskRef), required=True)
+    invalid = fields.List(fields.Nested(InvalidTaskId), required=True)
+    denied = fields.List(fields.Nested(TaskId), required=True)
+
+
+class DeniedTag(Schema):
+    tag = fields.String(required=True)
+
+
+class DeniedCustomProperty(Schema):
+    name = fields.String(required=True)
+    value = fields.String(required=True)
+
+
+class StartedTask(TaskRef):
+    status = fields.String(required=True, validate=validate.OneOf(("started",)))
+
+
+class FailedTask(TaskRef):
+    status = fields.Raw(
+        required=True,
+        metadata={
+            "description": "The HTTP status QRS refused with, or unknown (no answer in time) "
+            "or error",
+            "oneOf": [{"type": "integer"}, {"type": "string", "enum": ["unknown", "error"]}],
+        },
+    )
+    message = fields.String(required=True)
+
+
+class StartAnswer(Schema):
+    """What :func:`start_response` answers."""
+
+    tasksId = fields.Nested(TasksById, required=True)
+    tasksTag = fields.List(fields.Nested(TaskRef), required=True)
+    tasksTagDenied = fields.List(fields.Nested(DeniedTag), required=True)
+    tasksCP = fields.List(fields.Nested(TaskRef), required=True)
+    tasksCPDenied = fields.List(fields.Nested(DeniedCustomProperty), required=True)
+    tasksStarted = fields.List(fields.Nested(StartedTask), required=True)
+    tasksNotFound = fields.List(fields.Nested(TaskId), required=True)
+    tasksFailed = fields.List(fields.Nested(FailedTask), required=True)
+    totalTasksStarted = fields.Integer(required=True)
+
+
+_SALES = {"taskId": "7552d9fc-d1bb-4975-9a38-18357de531ea", "taskName": "Reload Sales"}
+_BUDGET = {"taskId": "c8a1f0d3-5b2e-4e69-a1c4-3f9d2b7e6a58", "taskName": "Reload Budget"}
+
+ANSWER_EXAMPLE = {
+    "tasksId": {"started": [_SALES], "invalid": [{"taskId": "abc123"}], "denied": []},
+    "tasksTag": [_BUDGET],
+    "tasksTagDenied": [{"tag": "Nightly"}],
+    "tasksCP": [],
+    "tasksCPDenied": [{"name": "taskGroup", "value": "tasks9"}],
+    "tasksStarted": [{**_SALES, "status": "started"}, {**_BUDGET, "status": "started"}],
+    "tasksNotFound": [],
+    "tasksFailed": [],
+    "totalTasksStarted": 2,
+}

@@ -1,8 +1,11 @@
+import pytest
 import requests
+from marshmallow import Schema, fields
 
 from butler.app import create_app
 from butler.config import endpoint_enable_map
-from butler.openapi import openapi_path
+from butler.endpoints import Endpoint, Reply
+from butler.openapi import build_openapi, openapi_path
 from tests.conftest import QLIK_PLACEHOLDERS
 
 
@@ -53,3 +56,92 @@ def test_swagger_ui_is_served_locally(make_config, live_server):
     bundle = requests.get(f"{url}/documentation/static/swagger-ui-bundle.js", timeout=5)
     assert bundle.status_code == 200
     assert len(bundle.content) > 100_000
+
+
+# --- answers: the Reply contract and what the core adds --------------------------------
+
+
+class Thing(Schema):
+    name = fields.String(required=True)
+
+
+def one_operation(ep, **options):
+    document = build_openapi([ep], **options)
+    return document, document["paths"][openapi_path(ep.rule)][ep.method.lower()]
+
+
+def make_endpoint(**overrides):
+    options = {
+        "enable_key": "x",
+        "method": "GET",
+        "rule": "/v4/things",
+        "view": lambda call: None,
+        "summary": "s",
+        "tag": "t",
+        **overrides,
+    }
+    return Endpoint(**options)
+
+
+def test_plain_descriptions_still_document_an_answer_without_a_body():
+    _, op = one_operation(make_endpoint(responses={200: "Things", 404: "No things"}))
+    assert op["responses"]["200"] == {"description": "Things"}
+    error = op["responses"]["404"]["content"]["application/json"]
+    assert error["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert error["example"] == {"statusCode": 404, "error": "Not Found", "message": "No things"}
+
+
+def test_reply_schemas_become_components_lists_and_one_of():
+    example = {"name": "a"}
+    _, op = one_operation(
+        make_endpoint(
+            responses={
+                200: Reply("One or all", (Thing, Thing(many=True)), example=example),
+                201: Reply("Names", fields.List(fields.String()), example=["a"]),
+                202: Reply("Text", fields.String(), example="a", media_type="text/plain"),
+            }
+        )
+    )
+    ref = {"$ref": "#/components/schemas/Thing"}
+    one_or_all = op["responses"]["200"]["content"]["application/json"]
+    assert one_or_all == {
+        "schema": {"oneOf": [ref, {"type": "array", "items": ref}]},
+        "example": example,
+    }
+    names = op["responses"]["201"]["content"]["application/json"]["schema"]
+    assert names == {"type": "array", "items": {"type": "string"}}
+    assert op["responses"]["202"]["content"]["text/plain"]["schema"] == {"type": "string"}
+
+
+def test_the_error_component_is_declared_once_with_its_fields():
+    document, _ = one_operation(make_endpoint(responses={200: "ok", 409: "Taken"}))
+    error = document["components"]["schemas"]["Error"]
+    assert sorted(error["required"]) == ["error", "message", "statusCode"]
+    assert {name: prop["type"] for name, prop in error["properties"].items()} == {
+        "statusCode": "integer",
+        "error": "string",
+        "message": "string",
+        "code": "string",
+    }
+
+
+def test_core_statuses_are_added_where_the_core_answers_them():
+    _, plain = one_operation(make_endpoint(responses={200: "ok"}))
+    assert set(plain["responses"]) == {"200", "400", "413"}
+    _, busy = one_operation(
+        make_endpoint(method="PUT", rule="/v4/things/<thingId>", body_schema=Thing, waits=True)
+    )
+    assert set(busy["responses"]) == {"200", "400", "404", "413", "415", "429"}
+    _, limited = one_operation(make_endpoint(responses={200: "ok"}), rate_limited=True)
+    assert "rateLimit" in limited["responses"]["429"]["description"]
+
+
+def test_a_plugin_description_wins_over_the_core_one():
+    _, op = one_operation(make_endpoint(responses={200: "ok", 400: "Bad thing"}))
+    assert op["responses"]["400"]["description"] == "Bad thing"
+
+
+@pytest.mark.parametrize("status", [204, 404, 503])
+def test_a_body_cannot_be_promised_where_there_is_none(status):
+    with pytest.raises(ValueError, match=str(status)):
+        make_endpoint(responses={status: Reply("No", Thing)})

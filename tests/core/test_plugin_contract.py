@@ -69,6 +69,11 @@ def test_third_party_plugin_is_validated_started_served_and_stopped(tmp_path: Pa
         assert [p["builtin"] for p in plugins] == [True] * (len(plugins) - 1) + [False]
         meta = next(p for p in plugins if p["name"] == "butler_plugins.meta")
         assert meta["endpoints"] == ["GET /v4/butlerping", "GET /v4/plugins"]
+        document = requests.get(f"{base}/documentation/json", timeout=5).json()
+        answers = document["paths"]["/v4/heartbeat"]["get"]["responses"]
+        assert answers["200"] == {"description": "message, beats and running"}
+        error = answers["503"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/Error"}
         output = stop(process)
     assert process.returncode == 0
     assert "Heartbeat started: hello from the CLI" in output
