@@ -30,7 +30,8 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-_LINK_REPARSE_TAGS = frozenset({0xA000000C, 0xA0000003})  # IO_REPARSE_TAG_SYMLINK, _MOUNT_POINT
+from butler_plugins.file_ops.windows_handles import redirects
+
 _BY_FD = (
     os.name != "nt" and {os.open, os.mkdir, os.rename, os.unlink, os.stat} <= os.supports_dir_fd
 )
@@ -49,12 +50,12 @@ class LinkInPath(Exception):
 
 
 def is_link(info: os.stat_result) -> bool:
-    """Symlinks, and on Windows junctions too.
+    """Symlinks, and on Windows junctions and every other name-surrogate reparse point.
 
-    Other reparse points (deduplicated or cloud placeholder files) are ordinary files here.
+    Other reparse points (deduplicated or cloud placeholder files) are ordinary files here,
+    as for the handle checks (``windows_handles.redirects``).
     """
-    tag = getattr(info, "st_reparse_tag", 0)
-    return stat.S_ISLNK(info.st_mode) or tag in _LINK_REPARSE_TAGS
+    return stat.S_ISLNK(info.st_mode) or redirects(getattr(info, "st_reparse_tag", 0))
 
 
 def is_real_dir(info: os.stat_result | None) -> bool:
