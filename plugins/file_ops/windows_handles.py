@@ -408,7 +408,7 @@ class Guard:
         """A descriptor writing the new file ``entry`` (``CREATE_NEW``: nothing may be there)."""
         handle = self._kernel.open(
             entry.path,
-            GENERIC_WRITE | DELETE,
+            GENERIC_WRITE | DELETE | FILE_READ_ATTRIBUTES,  # GENERIC_WRITE cannot read them
             FILE_SHARE_READ,
             CREATE_NEW,
             FILE_FLAG_OPEN_REPARSE_POINT,

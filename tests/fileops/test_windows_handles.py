@@ -356,6 +356,7 @@ def test_a_created_file_is_new_unshared_and_opened_as_itself() -> None:
     guard.create(entry(root, "new.qvd"))
     (_, _, access, share, disposition, flags, _) = kernel.opens()[-1]
     assert disposition == wh.CREATE_NEW and access & wh.GENERIC_WRITE
+    assert access & wh.DELETE and access & wh.FILE_READ_ATTRIBUTES  # to remove it, to check it
     assert share == wh.FILE_SHARE_READ and flags & wh.FILE_FLAG_OPEN_REPARSE_POINT
     with pytest.raises(FileExistsError):
         guard.create(entry(root, "old.qvd"))
