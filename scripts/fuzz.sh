@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${BUTLER_VENV:-.venv}"
-EXAMPLES="${1:-150}"
+EXAMPLES="${1:-200}"
 PORT="$("$VENV/bin/python" -c 'from butler.testing.processes import free_port; print(free_port())')"
 WORKDIR="$(mktemp -d)"
 "$VENV/bin/butler" demo --port "$PORT" --workdir "$WORKDIR" > "$WORKDIR/demo.log" 2>&1 &
