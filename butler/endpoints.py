@@ -99,7 +99,8 @@ class Endpoint:
     description: str = ""
     waits: bool = False
     """The route may hold its worker for an upstream (QRS, Engine, a webhook) or a wait;
-    such routes share ``restServerConfig.maxWaiting`` workers, the rest stay for quick ones."""
+    such routes run on the ``restServerConfig.maxWaiting`` workers kept for them, so the
+    ``threads`` workers stay for quick ones."""
 
     def __post_init__(self) -> None:
         for status, reply in self.responses.items():
