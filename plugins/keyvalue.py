@@ -28,10 +28,10 @@ NOT_FOUND = "Namespace or key not found"
 
 
 class TtlField(LoadScriptNumber):
-    """TTL in ms: a number or numeric text; ``""`` and ``null`` mean "no TTL".
+    """TTL in ms: a number or numeric text; ``null`` means "no TTL".
 
-    Load scripts send ``"ttl": ""`` when no TTL is given, which the original rejected;
-    accepting it as "no expiry" is what those scripts meant. Other text is refused.
+    ``""`` is refused here as the original refuses it (``body/ttl must be number``); only
+    the key-value items of a task start take an empty ``ttl`` as "no expiry", as there.
     """
 
     def _deserialize(
@@ -39,7 +39,7 @@ class TtlField(LoadScriptNumber):
     ) -> Any:
         if isinstance(value, list) and len(value) == 1:
             value = value[0]
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is None:
             return None
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -150,7 +150,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def set_value(call: ApiRequest) -> Any:
         body = call.body
         if not body.get("key"):
-            raise BadRequest("Required parameter is missing: key")
+            raise BadRequest("Required parameter is missing")
         if "value" not in body:
             raise BadRequest("Required parameter is missing: value")
         entry = store().set(call.path["namespace"], body["key"], body["value"], body.get("ttl"))

@@ -358,12 +358,16 @@ def test_keyvalue_items_are_stored_before_start(butler, qrs_simulator):
             "type": "keyvaluestore",
             "payload": {"namespace": "ns", "key": "k", "value": 42, "ttl": "60000"},
         },
-        {"type": "keyvaluestore", "payload": {"namespace": "ns", "key": "s", "value": "text"}},
+        {
+            "type": "keyvaluestore",
+            "payload": {"namespace": "ns", "key": "s", "value": "text", "ttl": ""},
+        },
     ]
     response = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=body, timeout=10)
     assert response.status_code == 200
     assert requests.get(f"{url}/v4/keyvalues/ns?key=k", timeout=5).json()["value"] == "42"
-    assert requests.get(f"{url}/v4/keyvalues/ns?key=s", timeout=5).json()["value"] == "text"
+    permanent = requests.get(f"{url}/v4/keyvalues/ns?key=s", timeout=5).json()
+    assert (permanent["value"], permanent["ttl"]) == ("text", 0)
 
 
 def test_stuck_qrs_calls_leave_workers_for_quick_routes(butler, qrs_simulator):
