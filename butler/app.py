@@ -89,7 +89,7 @@ def create_app(
         )
     app.extensions["butler"] = _AppState(endpoints=mounted, plugins=plugin_infos(pm, served))
     rate_limited = config.get("restServerConfig.rateLimit") > 0
-    install_documentation(app, mounted, public_url(config), rate_limited=rate_limited)
+    install_documentation(app, mounted, rate_limited=rate_limited)
 
     _install_hooks(app, config)
     app.wsgi_app = AccessLog(MethodOverride(app.wsgi_app))  # type: ignore[method-assign]
@@ -102,13 +102,6 @@ class _AppState:
 
     endpoints: list[Endpoint]
     plugins: list[PluginInfo]
-
-
-def public_url(config: Config) -> str:
-    """The base URL callers use, as announced in the OpenAPI document and the start-up log."""
-    scheme = "https" if config.get("restServerConfig.tls.enable") is True else "http"
-    host = config.get("restServerConfig.serverHost")
-    return f"{scheme}://{host}:{config.get('restServerConfig.serverPort')}"
 
 
 def _state(app: Flask) -> _AppState:
@@ -160,6 +153,9 @@ def _install_hooks(app: Flask, config: Config) -> None:
             response.headers["x-ratelimit-reset"] = str(decision.reset_seconds)
             if not decision.allowed:
                 response.headers["retry-after"] = str(decision.reset_seconds)
+        if response.status_code == 204:
+            # Flask labels every answer; a 204 has no body to describe.
+            del response.headers["Content-Type"]
         return response
 
     @app.errorhandler(Exception)

@@ -95,6 +95,8 @@ class Endpoint:
     query_schema: SchemaLike | None = None
     body_schema: SchemaLike | None = None
     body_example: Any = None
+    path_examples: Mapping[str, str] = field(default_factory=dict)
+    """An example value per path parameter, for the document's "Try it out"."""
     responses: Mapping[int, str | Reply] = field(default_factory=dict)
     description: str = ""
     waits: bool = False

@@ -73,12 +73,13 @@ def schema_name(schema: type[Schema] | Schema) -> str:
     return schema.__name__
 
 
-def build_openapi(
-    endpoints: Iterable[Endpoint], server_url: str | None = None, *, rate_limited: bool = False
-) -> dict[str, Any]:
+def build_openapi(endpoints: Iterable[Endpoint], *, rate_limited: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.0 document for ``endpoints``.
 
     ``rate_limited``: ``restServerConfig.rateLimit`` is on, so every route may answer 429.
+    The server URL is relative: the host Butler binds (``0.0.0.0``, a container name) is
+    rarely the one an admin's browser reaches it by, and "Try it out" must call the page's
+    own origin.
     """
     marshmallow_plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
     spec = APISpec(
@@ -87,7 +88,7 @@ def build_openapi(
         openapi_version="3.0.3",
         plugins=[marshmallow_plugin],
         info={"description": "REST API of Butler for Python, compatible with Butler 16."},
-        servers=[{"url": server_url}] if server_url else [],
+        servers=[{"url": "/"}],
     )
     marshmallow_plugin.map_to_openapi_type(LoadScriptBoolean, "boolean", None)
     marshmallow_plugin.map_to_openapi_type(LoadScriptInteger, "integer", None)
@@ -166,10 +167,7 @@ def _operation(ep: Endpoint, responses: dict[str, dict[str, Any]]) -> dict[str, 
     }
     if ep.description:
         op["description"] = ep.description
-    params: list[Any] = [
-        {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
-        for name in _PATH_PARAM.findall(ep.rule)
-    ]
+    params: list[Any] = [_path_parameter(name, ep) for name in _PATH_PARAM.findall(ep.rule)]
     if ep.query_schema is not None:
         params.append({"in": "query", "schema": ep.query_schema})
     if params:
@@ -184,6 +182,18 @@ def _operation(ep: Endpoint, responses: dict[str, dict[str, Any]]) -> dict[str, 
             "content": {"application/json": {"schema": {}, "example": ep.body_example}}
         }
     return op
+
+
+def _path_parameter(name: str, ep: Endpoint) -> dict[str, Any]:
+    parameter: dict[str, Any] = {
+        "in": "path",
+        "name": name,
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    if name in ep.path_examples:
+        parameter["example"] = ep.path_examples[name]
+    return parameter
 
 
 _SWAGGER_PAGE = """<!DOCTYPE html>
@@ -221,8 +231,6 @@ def documentation_blueprint(document: dict[str, Any]) -> Blueprint:
     return bp
 
 
-def install_documentation(
-    app: Flask, endpoints: Iterable[Endpoint], server_url: str | None, *, rate_limited: bool
-) -> None:
-    document = build_openapi(endpoints, server_url, rate_limited=rate_limited)
+def install_documentation(app: Flask, endpoints: Iterable[Endpoint], *, rate_limited: bool) -> None:
+    document = build_openapi(endpoints, rate_limited=rate_limited)
     app.register_blueprint(documentation_blueprint(document))

@@ -114,7 +114,8 @@ class AppEntry(Schema):
     name = fields.String(required=True)
 
 
-SALES_APP = "4c3fd1e0-2b6a-4f8e-9d75-0a1b2c3d4e5f"
+SALES_APP = "0b1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"  # the demo's "Sales Dashboard"
+APP_EXAMPLE = {"appId": SALES_APP}
 DUMP_EXAMPLE = {
     "properties": {"qTitle": "Sales", "description": "Sales per region"},
     "loadScript": "LOAD * FROM [lib://Data/sales.qvd] (qvd);",
@@ -226,6 +227,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             method="PUT",
             rule="/v4/app/<appId>/reload",
             view=reload_app,
+            path_examples=APP_EXAMPLE,
             summary="Do a stand-alone reload of a Qlik Sense app, without using a task",
             description=(
                 "Answers 201 {appId} once the app is open and the reload has started; the "
@@ -267,6 +269,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 method="GET",
                 rule=rule,
                 view=dump_app,
+                path_examples=APP_EXAMPLE,
                 summary="Dump a Sense app to JSON",
                 description=dump_doc,
                 tag=TAG,

@@ -25,6 +25,7 @@ from butler.services import Services
 TAG = "Key-value store"
 ENABLE_KEY = "keyValueStore"
 NOT_FOUND = "Namespace or key not found"
+PATH_EXAMPLES = {"namespace": "Sales ETL", "key": "Last extract timestamp"}
 
 
 class TtlField(LoadScriptNumber):
@@ -178,6 +179,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             view=view,
             summary=summary,
             tag=TAG,
+            path_examples=PATH_EXAMPLES,
             **extra,
         )
 

@@ -44,6 +44,7 @@ from butler.schedules import (
 from butler.services import Services
 
 TAG = "Scheduler"
+SCHEDULE_EXAMPLE = {"scheduleId": "Manually-added-schedule-1"}  # one of the demo's
 DISABLED = "The scheduler is disabled: set Butler.scheduler.enable to true to use this endpoint"
 
 EXAMPLE = {
@@ -249,6 +250,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             enable_key="scheduler.updateSchedule",
             method="PUT",
             rule="/v4/schedules/<except(startall,stopall,status):scheduleId>",
+            path_examples=SCHEDULE_EXAMPLE,
             view=update,
             summary="Change fields of a schedule",
             description="Absent fields keep their value; running or stopped stays as it was.",
@@ -270,6 +272,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             enable_key="scheduler.deleteSchedule",
             method="DELETE",
             rule="/v4/schedules/<except(startall,stopall,status):scheduleId>",
+            path_examples=SCHEDULE_EXAMPLE,
             view=delete,
             summary="Delete a schedule",
             tag=TAG,
@@ -279,6 +282,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             enable_key="scheduler.startSchedule",
             method="PUT",
             rule="/v4/schedules/<scheduleId>/start",
+            path_examples=SCHEDULE_EXAMPLE,
             view=start_one,
             summary="Start a schedule",
             tag=TAG,
@@ -306,6 +310,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             enable_key="scheduler.stopSchedule",
             method="PUT",
             rule="/v4/schedules/<scheduleId>/stop",
+            path_examples=SCHEDULE_EXAMPLE,
             view=stop_one,
             summary="Stop a schedule",
             tag=TAG,

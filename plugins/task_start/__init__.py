@@ -117,6 +117,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                     view=start,
                     query_schema=StartQuery,
                     body_example=EXAMPLE,
+                    path_examples={"taskId": "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"},
                     summary="Start reload tasks by id, tag or custom property",
                     description=(
                         'Use "-" as task id (or omit the segment) when the body names the '

@@ -5,6 +5,7 @@ from marshmallow import Schema, fields
 from butler.app import create_app
 from butler.config import endpoint_enable_map
 from butler.endpoints import Endpoint, Reply
+from butler.lifecycle import build_services
 from butler.openapi import build_openapi, openapi_path
 from tests.conftest import QLIK_PLACEHOLDERS
 
@@ -145,3 +146,46 @@ def test_a_plugin_description_wins_over_the_core_one():
 def test_a_body_cannot_be_promised_where_there_is_none(status):
     with pytest.raises(ValueError, match=str(status)):
         make_endpoint(responses={status: Reply("No", Thing)})
+
+
+def full_document(make_config, host="127.0.0.1"):
+    config = make_config(
+        {
+            **QLIK_PLACEHOLDERS,
+            "restServerConfig": {"serverHost": host},
+            "restServerEndpointsEnable": endpoint_enable_map(True),
+        }
+    )
+    return create_app(config).test_client().get("/documentation/json").json
+
+
+def test_the_server_url_is_relative_whatever_host_is_bound(make_config):
+    assert full_document(make_config, host="0.0.0.0")["servers"] == [{"url": "/"}]
+
+
+def test_every_path_parameter_has_an_example(make_config):
+    missing = [
+        f"{method.upper()} {path} {param['name']}"
+        for path, ops in full_document(make_config)["paths"].items()
+        for method, op in ops.items()
+        for param in op.get("parameters", [])
+        if param.get("in") == "path" and "example" not in param
+    ]
+    assert missing == []
+
+
+def test_a_204_answer_has_no_content_type(make_config, live_server):
+    config = make_config(
+        {
+            "restServerEndpointsEnable": {"keyValueStore": True},
+            "keyValueStore": {"persistence": "memory"},
+        }
+    )
+    services = build_services(config)
+    url = live_server(create_app(config, services))
+    requests.post(f"{url}/v4/keyvalues/ns", json={"key": "k", "value": "v"}, timeout=5)
+    deleted = requests.delete(f"{url}/v4/keyvalues/ns/k", timeout=5)
+    services.stop()
+    assert deleted.status_code == 204
+    assert "Content-Type" not in deleted.headers
+    assert deleted.content == b""
