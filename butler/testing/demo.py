@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -23,8 +24,21 @@ from ruamel.yaml import YAML
 from butler.config import ConfigError, endpoint_enable_map, load_config
 from butler.plugins import config_contract
 from butler.runner import serve
+from butler.testing.webhook_receiver import NEW_RELIC_PATH, SLACK_PATH, WebhookReceiver
 
 log = logging.getLogger(__name__)
+
+MQTT_PORT = 1883
+
+
+def broker_answers(port: int = MQTT_PORT) -> bool:
+    """Whether something listens on the local MQTT port (the demo then turns MQTT on)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
 
 SCHEDULES = """\
 # Demo schedules in the original Butler's schedule file format.
@@ -69,8 +83,19 @@ ALLOWED_TASK_IDS = [
 ]
 
 
-def demo_config(workdir: Path, port: int, qrs_port: int, engine_port: int | None) -> dict[str, Any]:
-    """The ``Butler:`` mapping the demo runs with (written to ``butler-demo.yaml``)."""
+def demo_config(
+    workdir: Path,
+    port: int,
+    qrs_port: int,
+    engine_port: int | None,
+    receiver_url: str = "http://127.0.0.1:9",
+    mqtt_broker: bool = False,
+) -> dict[str, Any]:
+    """The ``Butler:`` mapping the demo runs with (written to ``butler-demo.yaml``).
+
+    Slack and New Relic post to ``receiver_url`` (the demo's logging receiver); MQTT is on
+    when a broker answers on 127.0.0.1:1883 (``mqtt_broker``).
+    """
     data = workdir / "data"
     for sub in ("from", "to", "qvd", "delete"):
         (data / sub).mkdir(parents=True, exist_ok=True)
@@ -122,15 +147,24 @@ def demo_config(workdir: Path, port: int, qrs_port: int, engine_port: int | None
         "fileDeleteApprovedDirectories": [str(data / "delete")],
         "createDirApprovedDirectories": [str(data)],
         "configDirectories": {"qvdPath": str(data / "qvd")},
-        "mqttConfig": {"enable": False, "brokerHost": "127.0.0.1", "brokerPort": 1883},
-        "slackNotification": {"restMessage": {"webhookURL": None}},
-        "thirdPartyToolsCredentials": {"newRelic": None},
+        "mqttConfig": {
+            "enable": mqtt_broker,
+            "brokerHost": "127.0.0.1",
+            "brokerPort": MQTT_PORT,
+        },
+        "slackNotification": {"restMessage": {"webhookURL": receiver_url + SLACK_PATH}},
+        "thirdPartyToolsCredentials": {
+            "newRelic": [{"accountName": "demo", "insertApiKey": "demo-key", "accountId": 1}]
+        },
         "restServerEndpointsConfig": {
             "newRelic": {
-                "postNewRelicEvent": {"destinationAccount": None, "url": "http://127.0.0.1:9/"},
+                "postNewRelicEvent": {
+                    "destinationAccount": ["demo"],
+                    "url": receiver_url + NEW_RELIC_PATH,
+                },
                 "postNewRelicMetric": {
-                    "destinationAccount": None,
-                    "url": "http://127.0.0.1:9/metric/v1",
+                    "destinationAccount": ["demo"],
+                    "url": receiver_url + NEW_RELIC_PATH + "/metric/v1",
                 },
             }
         },
@@ -197,10 +231,16 @@ def run_demo(args: argparse.Namespace, plugin_manager: pluggy.PluginManager) -> 
     if not schedule_file.exists():
         schedule_file.write_text(SCHEDULES, encoding="utf-8")
     outcome = {"ok": True}
-    with QrsSimulator(certs) as qrs, EngineSimulator(certs) as engine:
+    mqtt = broker_answers()
+    with (
+        QrsSimulator(certs) as qrs,
+        EngineSimulator(certs) as engine,
+        WebhookReceiver() as receiver,
+    ):
         config_path = workdir / "butler-demo.yaml"
+        settings = demo_config(workdir, args.port, qrs.port, engine.port, receiver.url, mqtt)
         with config_path.open("w", encoding="utf-8") as handle:
-            YAML().dump({"Butler": demo_config(workdir, args.port, qrs.port, engine.port)}, handle)
+            YAML().dump({"Butler": settings}, handle)
         try:
             config = load_config(
                 config_path,
@@ -213,6 +253,12 @@ def run_demo(args: argparse.Namespace, plugin_manager: pluggy.PluginManager) -> 
 
         def ready(url: str, stop: Any) -> None:
             print(f"\nButler demo: QRS simulator at {qrs.url}, Engine simulator at {engine.url}")
+            print(f"Slack and New Relic post to the demo receiver at {receiver.url} (logged)")
+            if not mqtt:
+                print(
+                    f"MQTT publish is off (503): no broker on 127.0.0.1:{MQTT_PORT}; "
+                    "start one (e.g. mosquitto) and restart the demo to try it"
+                )
             print(f"Config: {config_path}\nTry:\n{curl_lines(url)}\n", flush=True)
             if args.exit_after_ready:
 

@@ -2,8 +2,10 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,23 +36,41 @@ def test_demo_smoke_mode_starts_a_task_and_exits_cleanly():
 def demo(tmp_path_factory):
     port = free_port()
     workdir = tmp_path_factory.mktemp("demo")
-    process = subprocess.Popen(
-        [BUTLER, "demo", "--port", str(port), "--workdir", str(workdir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    log = workdir / "demo.log"
+    with log.open("w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            [BUTLER, "demo", "--port", str(port), "--workdir", str(workdir)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_answering(f"{url}/v4/butlerping", process, timeout=30)
     except RuntimeError as exc:
         process.kill()
-        pytest.fail(f"demo did not start ({exc}): {process.communicate()[0][-2000:]}")
+        process.wait(10)
+        pytest.fail(f"demo did not start ({exc}): {log.read_text()[-2000:]}")
+    demo_logs[url] = log
     yield url
     process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=30)
+    process.wait(timeout=30)
     assert process.returncode == 0
+
+
+demo_logs: dict[str, Path] = {}
+"""The output file of each running demo, by its URL."""
+
+
+def logged(url: str, text: str, timeout: float = 10) -> str:
+    """The demo's output once ``text`` appears in it (poll with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        output = demo_logs[url].read_text(encoding="utf-8")
+        if text in output or time.monotonic() > deadline:
+            return output
+        time.sleep(0.05)
 
 
 def seed_part(response):
@@ -137,3 +157,36 @@ def test_seed_004_transcript_against_the_demo(demo):
     started = requests.put(f"{demo}/v4/schedules/{new['id']}/start", timeout=10).json()
     assert [s["lastKnownState"] for s in started] == ["started"]
     assert requests.delete(f"{demo}/v4/schedules/{new['id']}", timeout=10).status_code == 204
+
+
+def test_slack_and_new_relic_reach_the_demo_receiver_and_are_logged(demo):
+    slack = requests.put(
+        f"{demo}/v4/slackpostmessage",
+        json={"channel": "#reload", "from_user": "Butler", "msg": "Reload done in the demo"},
+        timeout=10,
+    )
+    event = requests.post(
+        f"{demo}/v4/newrelic/event",
+        json={"eventType": "demo-event", "attributes": [{"name": "env", "value": "demo"}]},
+        timeout=10,
+    )
+    assert slack.status_code == 201, slack.text
+    assert event.status_code == 202, event.text
+    output = logged(demo, "demo-event")
+    assert "Demo receiver got POST /slack/" in output
+    assert "Reload done in the demo" in output
+    assert "Demo receiver got POST /newrelic/" in output and "demo-event" in output
+    assert "demo-key" not in output
+
+
+def test_mqtt_is_on_in_the_demo_only_when_a_broker_answers(tmp_path):
+    from butler.testing.demo import broker_answers, demo_config
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert broker_answers(port) is True
+    assert broker_answers(free_port()) is False
+    assert demo_config(tmp_path, 0, 1, 2, mqtt_broker=True)["mqttConfig"]["enable"] is True
+    assert demo_config(tmp_path, 0, 1, 2)["mqttConfig"]["enable"] is False
