@@ -227,7 +227,13 @@ class EngineClient:
             session.close()
             with self._lock:
                 self._reloads.pop(threading.current_thread(), None)
-        log.info("Reload of app %s: %s (%s)", app_id, outcome.result, outcome.message)
+        log.log(
+            logging.INFO if outcome.result == "success" else logging.WARNING,
+            "Reload of app %s: %s (%s)",
+            app_id,
+            outcome.result,
+            outcome.message,
+        )
         if on_done is not None:
             try:
                 on_done(outcome)

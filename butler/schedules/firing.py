@@ -369,7 +369,7 @@ class Scheduler:
         failure: str | None = None
         outcomes: Mapping[str, str] = {}
         try:
-            outcomes = self._starter.start_ids(task_ids, Trigger.schedule())
+            outcomes = self._starter.start_ids(task_ids, Trigger.schedule(_named(items)))
         except ApiError as exc:
             failure = f"failed: {exc.message}"
         except Exception:
@@ -389,22 +389,42 @@ class Scheduler:
                 self._cond.notify_all()
 
 
+_NAMED_AT_MOST = 10
+
+
+def _named(items: _Batch) -> str:
+    """``'Nightly' (id), 'Hourly' (id)``: the schedules of a batch, for log lines."""
+    shown = ", ".join(
+        f"'{name}' ({schedule_id})" for schedule_id, name, _ in items[:_NAMED_AT_MOST]
+    )
+    more = len(items) - _NAMED_AT_MOST
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
 def _log_batch(items: _Batch, results: list[tuple[str, str]]) -> None:
-    """One line per batch, and one warning per task that did not start (not per schedule)."""
-    failures: dict[tuple[str, str], list[str]] = {}
-    for (schedule_id, name, task_id), (_, result) in zip(items, results, strict=True):
-        if result == "started":
-            log.debug("SCHEDULER: Cron event for schedule ID %s: %s", schedule_id, name)
-        else:
-            failures.setdefault((task_id, result), []).append(schedule_id)
-    for (task_id, result), schedule_ids in failures.items():
-        shown = ", ".join(schedule_ids[:5]) + (", ..." if len(schedule_ids) > 5 else "")
-        log.warning(
-            "SCHEDULER: task %s %s (%d schedule(s): %s)",
-            task_id,
-            result,
-            len(schedule_ids),
-            shown,
-        )
-    started = len(items) - sum(len(ids) for ids in failures.values())
-    log.info("Scheduler: %d schedule(s) fired, %d started", len(items), started)
+    """One line per batch counting tasks as QRS started them, one warning per failed task.
+
+    Two schedules of one task fire one start, so tasks are counted, not schedules.
+    """
+    outcome_by_task: dict[str, str] = {}
+    schedules_by_task: dict[str, list[tuple[str, str, str]]] = {}
+    for item, (_, result) in zip(items, results, strict=True):
+        outcome_by_task[item[2]] = result
+        schedules_by_task.setdefault(item[2], []).append(item)
+    started = [task for task, result in outcome_by_task.items() if result == "started"]
+    for task_id, result in outcome_by_task.items():
+        if result != "started":
+            log.warning(
+                "Scheduler: task %s %s (fired by %s)",
+                task_id,
+                result,
+                _named(schedules_by_task[task_id]),
+            )
+    log.info(
+        "Scheduler: %d schedule(s) fired (%s): %d task(s) started%s, %d failed",
+        len(items),
+        _named(items),
+        len(started),
+        f" ({', '.join(started)})" if started else "",
+        len(outcome_by_task) - len(started),
+    )

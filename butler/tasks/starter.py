@@ -186,14 +186,7 @@ class TaskStarter:
         result.started_by_id = [r for r in id_refs if r["taskId"] in ok]
         result.started_by_tag = [r for refs in by_tag for r in refs if r["taskId"] in ok]
         result.started_by_cp = [r for refs in by_cp for r in refs if r["taskId"] in ok]
-        log.info(
-            "Task start via %s: %d started, %d failed, %d invalid, %d denied",
-            trigger,
-            len(result.started),
-            len(result.failed),
-            len(result.invalid_ids),
-            len(result.denied_ids) + len(result.denied_tags) + len(result.denied_cps),
-        )
+        _log_result(trigger, result)
         return result
 
     def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
@@ -287,3 +280,46 @@ def _unique(refs: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     for ref in refs:
         seen.setdefault(ref["taskId"], ref)
     return list(seen.values())
+
+
+_LISTED_AT_MOST = 20
+
+
+def _listed(items: Sequence[Mapping[str, Any]]) -> str:
+    """`` ['Reload App1' e3b2..., tag 'x']``: what a count stands for, cut to a readable size."""
+    if not items:
+        return ""
+    shown = ", ".join(_named_item(item) for item in items[:_LISTED_AT_MOST])
+    more = len(items) - _LISTED_AT_MOST
+    return f" [{shown}{f' and {more} more' if more > 0 else ''}]"
+
+
+def _named_item(item: Mapping[str, Any]) -> str:
+    if "taskId" in item:
+        name = item.get("taskName")
+        return f"'{name}' {item['taskId']}" if name else str(item["taskId"])
+    if "tag" in item:
+        return f"tag '{item['tag']}'"
+    return f"custom property {item.get('name')}={item.get('value')}"
+
+
+def _log_result(trigger: Trigger, result: StartResult) -> None:
+    """One line naming every task QRS started, and the refusals; WARN when a start failed."""
+    denied = result.denied_ids + result.denied_tags + result.denied_cps
+    for failed in result.failed:
+        log.warning(
+            "Task start via %s: task %s failed: %s", trigger, _named_item(failed), failed["message"]
+        )
+    log.log(
+        logging.WARNING if result.failed else logging.INFO,
+        "Task start via %s: %d started%s, %d failed%s, %d invalid%s, %d denied%s",
+        trigger,
+        len(result.started),
+        _listed(result.started),
+        len(result.failed),
+        _listed(result.failed),
+        len(result.invalid_ids),
+        _listed(result.invalid_ids),
+        len(denied),
+        _listed(denied),
+    )

@@ -8,7 +8,12 @@ from typing import Literal, Protocol
 
 TriggerKind = Literal["rest", "mqtt", "schedule", "chain"]
 
-_LOG_NAMES = {"mqtt": "MQTT", "schedule": "schedule", "chain": "app reload"}
+_LOG_NAMES = {
+    "rest": "REST from",
+    "mqtt": "MQTT topic",
+    "schedule": "schedule",
+    "chain": "reload of app",
+}
 
 
 @dataclass(frozen=True)
@@ -30,17 +35,16 @@ class Trigger:
         return cls("mqtt", topic)
 
     @classmethod
-    def schedule(cls) -> Trigger:
-        return cls("schedule")
+    def schedule(cls, schedules: str = "") -> Trigger:
+        """``schedules`` names the schedules that fired (``'Nightly' (id)``, ...)."""
+        return cls("schedule", schedules)
 
     @classmethod
     def chain(cls, app_id: str) -> Trigger:
         return cls("chain", app_id)
 
     def __str__(self) -> str:
-        if self.kind == "rest":
-            return f"REST from {self.caller}"
-        return _LOG_NAMES[self.kind]
+        return f"{_LOG_NAMES[self.kind]} {self.caller}".rstrip()
 
 
 class StartsTasks(Protocol):

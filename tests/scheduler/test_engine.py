@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -107,8 +108,35 @@ def test_fires_tell_the_starter_they_come_from_a_schedule(
 ) -> None:
     scheduler = make_scheduler([entry("s", "* * * * * *")])
     step(clock, scheduler, 2)
-    assert recorder.triggers == [Trigger.schedule(), Trigger.schedule()]
-    assert str(recorder.triggers[0]) == "schedule"
+    assert recorder.triggers == [Trigger.schedule("'Schedule s' (s)")] * 2
+    assert str(recorder.triggers[0]) == "schedule 'Schedule s' (s)"
+
+
+def test_a_fire_logs_the_schedules_and_counts_tasks_as_qrs_started_them(
+    make_scheduler: MakeScheduler, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="butler.schedules")
+    scheduler = make_scheduler([entry("a", "* * * * * *"), entry("b", "* * * * * *")])
+    clock.advance(1)
+    assert scheduler.drain()
+    (line,) = [r.getMessage() for r in caplog.records if "fired" in r.getMessage()]
+    assert line == (
+        f"Scheduler: 2 schedule(s) fired ('Schedule a' (a), 'Schedule b' (b)): "
+        f"1 task(s) started ({TASK_A}), 0 failed"
+    )
+
+
+def test_a_failed_fire_warns_naming_the_task_and_its_schedules(
+    make_scheduler: MakeScheduler, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="butler.schedules")
+    scheduler = make_scheduler([entry("s", "* * * * * *")], starter=Answers({}))
+    clock.advance(1)
+    assert scheduler.drain()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"Scheduler: task {TASK_A} failed: no result for this task (fired by 'Schedule s' (s))"
+    ]
 
 
 def test_a_slow_start_delays_no_other_schedule_and_does_not_pile_up(

@@ -1,5 +1,6 @@
 """Task start over real HTTP, through Butler's own wiring, against the QRS simulator."""
 
+import logging
 import threading
 import time
 
@@ -192,6 +193,43 @@ def test_refused_start_is_reported_failed(butler, qrs_simulator):
     assert [f["taskId"] for f in result["tasksFailed"]] == [APP2]
     assert result["tasksFailed"][0]["status"] == 500
     assert result["totalTasksStarted"] == 1
+
+
+def start_lines(caplog):
+    return [(r.levelname, r.getMessage()) for r in caplog.records if "Task start via" in r.msg]
+
+
+def test_a_start_logs_the_trigger_and_names_every_task(butler, qrs_simulator, caplog):
+    caplog.set_level(logging.INFO, logger="butler.tasks")
+    url, _ = butler()
+    body = {"taskId": [APP1, "abc123"], "tag": ["startTask1"]}
+    requests.put(f"{url}/v4/reloadtask/-/start", json=body, timeout=10)
+    ((level, line),) = start_lines(caplog)
+    assert level == "INFO"
+    assert line.startswith("Task start via REST from 127.0.0.1: ")
+    started = len(qrs_simulator.starts())
+    assert f"{started} started [" in line
+    for record in qrs_simulator.starts():
+        assert f"'{record.task_name}' {record.task_id}" in line
+    assert "1 invalid [abc123]" in line
+
+
+def test_a_failed_start_warns_naming_the_task_and_why(butler, qrs_simulator, caplog):
+    caplog.set_level(logging.INFO, logger="butler.tasks")
+    url, _ = butler()
+    qrs_simulator.add_fault(APP2, status=500, method="POST")
+    requests.put(f"{url}/v4/reloadtask/-/start", json=start_ids_body(APP1, APP2), timeout=10)
+    lines = start_lines(caplog)
+    assert (
+        "WARNING",
+        f"Task start via REST from 127.0.0.1: task 'Reload task of App2' {APP2} "
+        "failed: QRS refused the start (HTTP 500)",
+    ) in lines
+    assert lines[-1][0] == "WARNING"
+    assert (
+        f"1 started ['Reload task of App1' {APP1}], 1 failed ['Reload task of App2' {APP2}]"
+        in lines[-1][1]
+    )
 
 
 # --- body forms --------------------------------------------------------------------------
