@@ -39,6 +39,8 @@ ENVIRONMENT = {"PYTHONUTF8": "1", "PYTHONUNBUFFERED": "1"}
 """UTF-8 so task and file names in the log never fail to encode on a cp1252 console;
 unbuffered so the captured log is current when someone reads it."""
 
+GENERATED_NOTE = "Written by `butler service install`; to change it, uninstall and install again."
+
 _SERVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
 
 
@@ -121,7 +123,7 @@ def definition_xml(spec: ServiceSpec) -> str:
     log = add("log", mode="roll-by-size")
     ET.SubElement(log, "sizeThreshold").text = str(LOG_ROLL_KB)
     ET.SubElement(log, "keepFiles").text = str(LOG_KEEP_FILES)
-    service.insert(0, ET.Comment(" Written by `butler service install`; run it again to change. "))
+    service.insert(0, ET.Comment(f" {GENERATED_NOTE} "))
     ET.indent(service)
     body = ET.tostring(service, encoding="unicode")
     return f'<?xml version="1.0" encoding="utf-8"?>\n{body}\n'

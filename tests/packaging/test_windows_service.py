@@ -5,6 +5,7 @@ what Butler writes and runs is checked here: the XML, the command lines, and tha
 command the service starts is one Butler accepts and stops cleanly on SIGINT.
 """
 
+import re
 import signal
 import subprocess
 import sys
@@ -215,3 +216,24 @@ def test_the_service_command_stops_cleanly_on_sigint(tmp_path):
             process.communicate()
     assert process.returncode == 0
     assert "Butler stopped" in output
+
+
+def documented_service_commands() -> list[list[str]]:
+    root = Path(__file__).parents[2]
+    found = []
+    for page in ("README.md", "docs/running-as-a-service.md"):
+        for line in (root / page).read_text(encoding="utf-8").splitlines():
+            match = re.search(r"butler(?:\.exe)? (service .*)$", line)
+            if match and not match.group(1).startswith("service install`"):
+                found.append(match.group(1).split())
+    return found
+
+
+def test_every_documented_service_command_parses():
+    commands = documented_service_commands()
+    assert {words[1] for words in commands} == {"install", "uninstall"}
+    parser = build_parser(default_plugin_manager())
+    for words in commands:
+        args = parser.parse_args(words)
+        assert args.command == "service"
+        assert args.configfile == r"C:\Butler\butler.yaml"
