@@ -63,7 +63,7 @@ def add_service_parser(commands: argparse._SubParsersAction) -> None:
 
 def run_service_command(args: argparse.Namespace) -> int:
     try:
-        spec, config = _spec(args)
+        spec, config, folder = _spec(args)
         if config is not None and args.service_action == "install":
             failed = _check_config(config)
             if failed:
@@ -72,10 +72,10 @@ def run_service_command(args: argparse.Namespace) -> int:
             _print_plan(spec, args.service_action, getattr(args, "winsw", None))
             return 0
         if args.service_action == "install":
-            windows_service.install(spec, args.winsw)
+            windows_service.install(spec, folder, args.winsw)
             print(f"Service {spec.service_id} installed and started; logs in {spec.log_dir}")
         else:
-            windows_service.uninstall(spec)
+            windows_service.uninstall(spec, folder)
             print(f"Service {spec.service_id} removed; {spec.service_dir} was left in place")
     except ServiceError as exc:
         print(f"butler service: {exc}", file=sys.stderr)
@@ -83,7 +83,8 @@ def run_service_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spec(args: argparse.Namespace) -> tuple[ServiceSpec, Path | None]:
+def _spec(args: argparse.Namespace) -> tuple[ServiceSpec, Path | None, Path]:
+    """The definition's view of the paths, and the config and folder on this host."""
     configfile = args.configfile or os.environ.get("BUTLER_CONFIG")
     if configfile:
         config = Path(configfile).resolve()
@@ -99,7 +100,7 @@ def _spec(args: argparse.Namespace) -> tuple[ServiceSpec, Path | None]:
         config=PureWindowsPath(config or folder / "butler.yaml"),
         service_dir=PureWindowsPath(folder),
     )
-    return spec, config
+    return spec, config, folder
 
 
 def _check_config(config: Path) -> int:
@@ -124,9 +125,9 @@ def _print_plan(spec: ServiceSpec, action: str, winsw: Path | None) -> None:
             print(f"Would copy {winsw} to {spec.wrapper}")
         print(f"Would write {spec.definition_file}:")
         print(windows_service.definition_xml(spec))
-        commands = windows_service.install_commands(spec)
+        commands = windows_service.install_commands(spec.wrapper)
     else:
-        commands = windows_service.uninstall_commands(spec)
+        commands = windows_service.uninstall_commands(spec.wrapper)
     print("Would run:")
     for command in commands:
         print("  " + subprocess.list2cmdline(command))

@@ -21,7 +21,7 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PureWindowsPath
+from pathlib import Path, PurePath, PureWindowsPath
 
 STOP_TIMEOUT = "30 sec"
 """As long as ``configQRS.timeout``'s default, so a task start waiting on QRS can finish."""
@@ -129,41 +129,42 @@ def definition_xml(spec: ServiceSpec) -> str:
     return f'<?xml version="1.0" encoding="utf-8"?>\n{body}\n'
 
 
-def install_commands(spec: ServiceSpec) -> list[list[str]]:
+def install_commands(wrapper: PurePath) -> list[list[str]]:
     """Register the service with the SCM, then start it (it also starts at every boot)."""
-    return [[str(spec.wrapper), "install"], [str(spec.wrapper), "start"]]
+    return [[str(wrapper), "install"], [str(wrapper), "start"]]
 
 
-def uninstall_commands(spec: ServiceSpec) -> list[list[str]]:
+def uninstall_commands(wrapper: PurePath) -> list[list[str]]:
     """Stop (a clean CTRL_C stop; fails harmlessly when already stopped), then unregister."""
-    return [[str(spec.wrapper), "stop"], [str(spec.wrapper), "uninstall"]]
+    return [[str(wrapper), "stop"], [str(wrapper), "uninstall"]]
 
 
-def install(spec: ServiceSpec, winsw: Path | None) -> None:
-    """Copy WinSW in as the service executable, write its XML, install and start it."""
+def install(spec: ServiceSpec, folder: Path, winsw: Path | None) -> None:
+    """Copy WinSW into ``folder`` (``spec.service_dir`` on this host) as the service
+    executable, write its XML there, then install and start it."""
     _require_windows()
-    folder = Path(spec.service_dir)
-    wrapper = Path(spec.wrapper)
+    wrapper = folder / spec.wrapper.name
     if winsw is None and not wrapper.is_file():
         raise ServiceError(f"{wrapper} does not exist: pass --winsw with the WinSW executable")
-    Path(spec.log_dir).mkdir(parents=True, exist_ok=True)
+    if winsw is not None and not winsw.is_file():
+        raise ServiceError(f"--winsw {winsw}: no such file")
+    (folder / spec.log_dir.name).mkdir(parents=True, exist_ok=True)
     if winsw is not None:
-        if not winsw.is_file():
-            raise ServiceError(f"--winsw {winsw}: no such file")
-        shutil.copyfile(winsw, wrapper)
-    partial = folder / f"{spec.service_id}.xml.tmp"
+        shutil.copy2(winsw, wrapper)
+    partial = folder / f"{spec.definition_file.name}.tmp"
     partial.write_text(definition_xml(spec), encoding="utf-8")
-    partial.replace(Path(spec.definition_file))
-    for command in install_commands(spec):
+    partial.replace(folder / spec.definition_file.name)
+    for command in install_commands(wrapper):
         _run(command)
 
 
-def uninstall(spec: ServiceSpec) -> None:
-    """Stop and unregister the service; its folder (XML, WinSW copy, logs) stays."""
+def uninstall(spec: ServiceSpec, folder: Path) -> None:
+    """Stop and unregister the service; ``folder`` (XML, WinSW copy, logs) stays."""
     _require_windows()
-    if not Path(spec.wrapper).is_file():
-        raise ServiceError(f"{spec.wrapper} does not exist: nothing installed there")
-    stop, remove = uninstall_commands(spec)
+    wrapper = folder / spec.wrapper.name
+    if not wrapper.is_file():
+        raise ServiceError(f"{wrapper} does not exist: nothing installed there")
+    stop, remove = uninstall_commands(wrapper)
     _run(stop, check=False)
     _run(remove)
 
@@ -172,7 +173,7 @@ def _run(command: Sequence[str], check: bool = True) -> None:
     print("> " + subprocess.list2cmdline(command), flush=True)
     result = subprocess.run(command, check=False)
     if check and result.returncode != 0:
-        raise ServiceError(f"{command[0]} {command[1]} exited with {result.returncode}")
+        raise ServiceError(f"{subprocess.list2cmdline(command)} exited with {result.returncode}")
 
 
 def _require_windows() -> None:

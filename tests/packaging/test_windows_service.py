@@ -5,6 +5,7 @@ what Butler writes and runs is checked here: the XML, the command lines, and tha
 command the service starts is one Butler accepts and stops cleanly on SIGINT.
 """
 
+import json
 import re
 import signal
 import subprocess
@@ -110,10 +111,10 @@ def test_install_and_uninstall_command_lines():
     exe = r"D:\Butler Data\service\butler.exe"
     assert SPEC.wrapper == PureWindowsPath(exe)
     assert SPEC.definition_file == PureWindowsPath(r"D:\Butler Data\service\butler.xml")
-    assert install_commands(SPEC) == [[exe, "install"], [exe, "start"]]
-    assert uninstall_commands(SPEC) == [[exe, "stop"], [exe, "uninstall"]]
+    assert install_commands(SPEC.wrapper) == [[exe, "install"], [exe, "start"]]
+    assert uninstall_commands(SPEC.wrapper) == [[exe, "stop"], [exe, "uninstall"]]
     second = ServiceSpec("butler-test", SPEC.python, SPEC.config, SPEC.service_dir)
-    assert install_commands(second)[0] == [r"D:\Butler Data\service\butler-test.exe", "install"]
+    assert second.wrapper == PureWindowsPath(r"D:\Butler Data\service\butler-test.exe")
 
 
 def test_service_arguments_are_a_run_command_butler_accepts():
@@ -237,3 +238,84 @@ def test_every_documented_service_command_parses():
         args = parser.parse_args(words)
         assert args.command == "service"
         assert args.configfile == r"C:\Butler\butler.yaml"
+
+
+FAKE_WINSW = """#!{python}
+import json, os, sys
+from pathlib import Path
+me = Path(sys.argv[0])
+with me.with_name("calls.jsonl").open("a") as calls:
+    calls.write(json.dumps([sys.argv[1], me.with_suffix(".xml").is_file()]) + "\\n")
+sys.exit(1 if sys.argv[1] in os.environ.get("FAKE_WINSW_FAILS", "").split(",") else 0)
+"""
+
+
+@pytest.fixture
+def fake_windows(tmp_path, monkeypatch):
+    """A stand-in WinSW that records each call, on a host that says it is Windows."""
+    if sys.platform == "win32":
+        pytest.skip("the stand-in WinSW is a script, not an .exe")
+    winsw = tmp_path / "download" / "WinSW-x64.exe"
+    winsw.parent.mkdir()
+    winsw.write_text(FAKE_WINSW.format(python=sys.executable), encoding="utf-8")
+    winsw.chmod(0o755)
+    monkeypatch.setattr(sys, "platform", "win32")
+    return winsw
+
+
+def calls(folder: Path) -> list[list]:
+    lines = (folder / "calls.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_install_copies_winsw_writes_the_definition_then_installs_and_starts(
+    tmp_path, fake_windows, capsys
+):
+    config = write_config(tmp_path)
+    assert main(["service", "install", "-c", str(config), "--winsw", str(fake_windows)]) == 0
+    folder = tmp_path / "service"
+    assert (folder / "butler.exe").read_bytes() == fake_windows.read_bytes()
+    written = ET.fromstring((folder / "butler.xml").read_text(encoding="utf-8"))
+    assert written.findall("argument")[-1].text == str(PureWindowsPath(config))
+    assert (folder / "logs").is_dir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "butler.exe",
+        "butler.xml",
+        "calls.jsonl",
+        "logs",
+    ]
+    # The XML is in place before WinSW reads it.
+    assert calls(folder) == [["install", True], ["start", True]]
+    assert f"> {folder / 'butler.exe'} install" in capsys.readouterr().out
+
+
+def test_a_failing_winsw_step_stops_the_install_with_its_exit_code(
+    tmp_path, fake_windows, capsys, monkeypatch
+):
+    monkeypatch.setenv("FAKE_WINSW_FAILS", "install")
+    config = write_config(tmp_path)
+    assert main(["service", "install", "-c", str(config), "--winsw", str(fake_windows)]) == 2
+    assert calls(tmp_path / "service") == [["install", True]]
+    assert "install exited with 1" in capsys.readouterr().err
+
+
+def test_install_needs_winsw_once(tmp_path, fake_windows, capsys):
+    config = write_config(tmp_path)
+    assert main(["service", "install", "-c", str(config)]) == 2
+    assert "pass --winsw" in capsys.readouterr().err
+    assert main(["service", "install", "-c", str(config), "--winsw", str(fake_windows)]) == 0
+    (tmp_path / "service" / "calls.jsonl").unlink()
+    assert main(["service", "install", "-c", str(config)]) == 0
+    assert calls(tmp_path / "service") == [["install", True], ["start", True]]
+
+
+def test_uninstall_stops_then_unregisters_even_when_already_stopped(
+    tmp_path, fake_windows, monkeypatch
+):
+    config = write_config(tmp_path)
+    assert main(["service", "uninstall", "-c", str(config)]) == 2
+    assert main(["service", "install", "-c", str(config), "--winsw", str(fake_windows)]) == 0
+    monkeypatch.setenv("FAKE_WINSW_FAILS", "stop")
+    assert main(["service", "uninstall", "-c", str(config)]) == 0
+    assert calls(tmp_path / "service")[2:] == [["stop", True], ["uninstall", True]]
+    assert (tmp_path / "service" / "butler.xml").is_file()
