@@ -22,6 +22,7 @@ from butler.cli_options import CliOptions
 from butler.config import LOG_LEVELS, Config, ConfigError, endpoint_enable_map, load_config
 from butler.plugins import config_contract, default_plugin_manager
 from butler.runner import EXIT_CONFIG, serve
+from butler.service_command import add_service_parser, run_service_command
 
 
 def _add_common(options: CliOptions) -> None:
@@ -67,6 +68,7 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     _add_common(options)
     pm.hook.butler_cli_arguments(options=options)
     sub.add_parser("simulate-qrs", help="run the QRS simulator on its own (see its --help)")
+    add_service_parser(sub)
     return parser
 
 
@@ -81,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pm = default_plugin_manager()
     args = build_parser(pm).parse_args(words)
     command = args.command or "run"
+    if command == "service":
+        return run_service_command(args)
     if command == "demo":
         from butler.testing.demo import run_demo
 
