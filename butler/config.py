@@ -253,7 +253,9 @@ class Config:
         enabled = {key for key in declared if self.endpoint_enabled(key)}
         self.warnings = [
             *reserved_key_warnings((k for k, on in self._enabled.items() if on), declared),
-            *unsupported_warnings(self._data, declared, enabled),
+            *unsupported_warnings(
+                self._data, declared, enabled, {section.path for section in self.contract.sections}
+            ),
         ]
 
     def _validate_section(self, section: ConfigSection) -> None:

@@ -52,12 +52,21 @@ def reserved_key_warnings(enabled: Iterable[str], declared: Collection[str]) -> 
 
 
 def unsupported_warnings(
-    butler: Mapping[str, Any], declared: Collection[str], enabled: Collection[str]
+    butler: Mapping[str, Any],
+    declared: Collection[str],
+    enabled: Collection[str],
+    claimed: Collection[str],
 ) -> list[str]:
-    """One warning per switched-on feature of the original that this version lacks."""
+    """One warning per switched-on feature of the original that this version lacks.
+
+    A feature whose section a loaded plugin claims (``claimed``: the contract's section
+    paths) is that plugin's now, so it is not named: a third-party ``heartbeat`` plugin
+    silences the warning for ``heartbeat.enable``.
+    """
     warnings = []
     for item in UNSUPPORTED:
-        if not _switched_on(butler, item.path):
+        section = item.path.rpartition(".")[0]
+        if section in claimed or not _switched_on(butler, item.path):
             continue
         text = f"Butler.{item.path} is on, but this version has no {item.feature}"
         if item.instead_key is None:

@@ -20,7 +20,9 @@ class Unsupported:
     ``feature`` is a noun phrase (the message reads "this version has no <feature>");
     ``instead`` says what to do instead. With ``instead_key`` it is said only when a loaded
     plugin declares that ``restServerEndpointsEnable`` key, so a build without the
-    replacement never points the admin at a route it does not have.
+    replacement never points the admin at a route it does not have. A loaded plugin that
+    claims the section holding the switch (``heartbeat`` for ``heartbeat.enable``) has the
+    feature, so it is not named.
     """
 
     path: str

@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 
 from butler.cli import main
-from butler.config import Config, ConfigContract, EnableKey, default_contract
+from butler.config import (
+    Config,
+    ConfigContract,
+    ConfigSection,
+    EnableKey,
+    always,
+    default_contract,
+)
+from butler.config_schema import OpenSchema
 from butler.testing.certs import CertPaths
 from butler.testing.processes import free_port, wait_until_answering
 from butler.testing.qrs_simulator import QrsSimulator
@@ -289,3 +297,16 @@ def test_run_of_the_filled_original_template_names_its_defaults(
     output = _start_and_stop(write_config(tmp_path, butler), port)
     assert warned(output) == TEMPLATE_WARNINGS
     assert "Butler stopped" in output
+
+
+def test_a_plugin_claiming_the_section_of_a_feature_silences_its_warning(tmp_path: Path) -> None:
+    """The plugin guide's example plugin owns a ``heartbeat`` section: it is the feature."""
+    butler = filled_template({"heartbeat.enable": True, "dockerHealthCheck.enable": True})
+    base = default_contract()
+    claimed = (*base.sections, ConfigSection("heartbeat", OpenSchema, always))
+    config = Config.from_mapping(
+        butler, tmp_path, contract=ConfigContract(base.enable_keys, claimed)
+    )
+    assert warned("\n".join(config.warnings)) == [*TEMPLATE_WARNINGS, "dockerHealthCheck.enable"]
+    unclaimed = Config.from_mapping(butler, tmp_path)
+    assert "heartbeat.enable" in warned("\n".join(unclaimed.warnings))
