@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"Config error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        for warning in config.warnings:
+            print(f"Warning: {warning}", file=sys.stderr)
         print(summarise(config))
         return 0
     if command == "openapi":

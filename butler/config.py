@@ -1,16 +1,17 @@
 """Load and validate a Butler YAML config file in the original's ``Butler:`` layout.
 
 An existing config file of the original must load unchanged, so unknown sections and keys
-are tolerated and only the sections behind enabled features are validated. Every error
-names the key path and the offending value, because the person reading it is an admin
-editing a large YAML file by hand.
+are tolerated and only the sections behind enabled features are validated. What would
+silently mean something else is not tolerated: an unknown enable key or a template
+placeholder in a setting that is read is an error, and a feature of the original that this
+version lacks is a warning (:attr:`Config.warnings`). Every error names the key path and the
+offending value, because the person reading it is an admin editing a large YAML file by hand.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,8 +24,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from butler import config_schema as cs
-
-log = logging.getLogger(__name__)
+from butler.config_checks import (
+    find_placeholder,
+    reserved_key_warnings,
+    unknown_enable_key,
+    unsupported_warnings,
+)
 
 _MISSING = object()
 
@@ -155,6 +160,9 @@ class Config:
         self.path = path
         self.contract = contract or default_contract()
         self._enabled = self._read_enable_map()
+        self.warnings: list[str] = []
+        """What validation found worth telling the admin (features this version lacks);
+        ``check-config`` prints them and ``run`` logs them once at start-up."""
 
     @classmethod
     def from_mapping(
@@ -190,8 +198,8 @@ class Config:
 
     @property
     def enabled_endpoint_keys(self) -> tuple[str, ...]:
-        """Enabled keys, dotted, in the order the config file lists them."""
-        return tuple(k for k, v in self._enabled.items() if v)
+        """Enabled keys that a loaded plugin declares, dotted, in the config file's order."""
+        return tuple(k for k, v in self._enabled.items() if v and k in self.contract.enable_keys)
 
     def needs(self, service: CoreService) -> bool:
         """Whether an enabled feature uses ``service`` (the scheduler starts tasks via QRS)."""
@@ -228,8 +236,9 @@ class Config:
                     f"Butler.restServerEndpointsEnable.{key}: must be true or false, "
                     f"got {_show(value)}"
                 )
-            if key not in self.contract.enable_keys:
-                log.debug("Unknown restServerEndpointsEnable key %s ignored", key)
+            problem = unknown_enable_key(key, self.contract.enable_keys)
+            if problem is not None:
+                raise ConfigError(problem)
         level = self._data.get("logLevel", "info")
         if level not in LOG_LEVELS:
             raise ConfigError(
@@ -240,11 +249,26 @@ class Config:
             if wanted:
                 self._validate_section(section)
         self._enabled = self._read_enable_map()
+        declared = self.contract.enable_keys
+        enabled = {key for key in declared if self.endpoint_enabled(key)}
+        self.warnings = [
+            *reserved_key_warnings((k for k, on in self._enabled.items() if on), declared),
+            *unsupported_warnings(
+                self._data, declared, enabled, {section.path for section in self.contract.sections}
+            ),
+        ]
 
     def _validate_section(self, section: ConfigSection) -> None:
         raw = self.get(section.path, _MISSING)
         if raw is _MISSING:
             raw = None if (section.many or section.string_list) else {}
+        placeholder = find_placeholder(raw, section.path)
+        if placeholder is not None:
+            where, text = placeholder
+            raise ConfigError(
+                f"Butler.{where}: still the config template's placeholder; set a real value, "
+                f"got {_show(text, where)}"
+            )
         if section.string_list:
             loaded: Any = _load_string_list(section.path, raw)
         elif section.many:

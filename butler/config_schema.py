@@ -10,10 +10,12 @@ error reads alike.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from butler.fields import coerce_bool
+from butler.guid import is_guid
 
 
 class ConfigBoolean(fields.Field):
@@ -49,6 +51,21 @@ def config_integer(**kwargs: Any) -> fields.Integer:
         },
         **kwargs,
     )
+
+
+def _http_url(value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # unbalanced [ of an IPv6 host, a port that is no number 0-65535
+        port_ok = False
+    if not port_ok or parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+        raise ValidationError("must be an http(s) URL")
+
+
+def config_url(**kwargs: Any) -> fields.String:
+    """An http(s) URL with a host: a typo must fail at start-up, not at the first call."""
+    return config_string(validate=_http_url, **kwargs)
 
 
 def config_port(**kwargs: Any) -> fields.Integer:
@@ -245,3 +262,13 @@ class AllowTask(OpenSchema):
 class StartTaskFilterSection(OpenSchema):
     enable = ConfigBoolean(load_default=False)
     allowTask = config_nested(AllowTask, load_default=dict)
+
+    @validates_schema
+    def _task_ids_are_guids(self, data: dict[str, Any], **kwargs: Any) -> None:
+        """An allowed id that is no GUID can never match a task: refuse it while the filter
+        is on (a switched-off filter's list is not read)."""
+        if data["enable"] is not True:
+            return
+        for index, task_id in enumerate(data["allowTask"].get("taskId") or []):
+            if not is_guid(task_id):
+                raise ValidationError({"allowTask": {"taskId": {index: ["must be a GUID"]}}})

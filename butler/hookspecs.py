@@ -38,7 +38,9 @@ def butler_enable_keys() -> list[EnableKey]:
     core services its endpoints need (``EnableKey("senseListApps", needs={ENGINE})``): when
     the key is true the core validates those services' config sections and builds them.
     Every endpoint a plugin returns must carry a key some plugin declared here, and no two
-    plugins may declare the same key.
+    plugins may declare the same key. A key in the config file that no plugin declares is a
+    config error, so declaring it is what makes it valid (the planned keys of
+    ``butler.unsupported.RESERVED_ENABLE_KEYS`` only warn until then).
     """
 
 
@@ -51,6 +53,9 @@ def butler_config_sections() -> list[ConfigSection]:
     e.g. ``when_enabled("heartbeat")``: a stale section of a switched-off feature
     never stops start-up. Validated values, schema defaults included, replace the raw ones,
     so the plugin reads them with ``config.get`` and never re-applies defaults or casts.
+    A template placeholder (``<...>``) in a validated section is an error naming its key,
+    and claiming a section holding a switch of ``butler.unsupported.UNSUPPORTED`` stops the
+    core from warning that the feature is missing.
     """
 
 

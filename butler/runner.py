@@ -44,6 +44,8 @@ def serve(
     log_dir = config.resolve_path(config.get("logDirectory", "log"))
     configure_logging(config.log_level, log_dir if config.get("fileLogging") is True else None)
     log.info("Butler %s starting with config %s", __version__, config.path)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     try:
         services = build_services(config, pm)
     except ConfigError as exc:

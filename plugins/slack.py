@@ -17,7 +17,7 @@ import requests
 from marshmallow import EXCLUDE, Schema
 
 from butler.config import Config, ConfigSection, EnableKey, when_enabled
-from butler.config_schema import OpenSchema, TimeoutSeconds, config_string
+from butler.config_schema import OpenSchema, TimeoutSeconds, config_url
 from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import FeatureUnavailable, UpstreamError, UpstreamTimeout
 from butler.fields import LoadScriptString
@@ -37,7 +37,7 @@ SLACK_TIMEOUT = 10.0
 
 
 class SlackRestMessage(OpenSchema):
-    webhookURL = config_string(allow_none=True, load_default=None)
+    webhookURL = config_url(allow_none=True, load_default=None)
     timeout = TimeoutSeconds(SLACK_TIMEOUT)
 
 
@@ -98,11 +98,9 @@ EXAMPLE = {
 
 def _webhook_url(config: Config) -> str:
     url = config.get(WEBHOOK_KEY)
-    if not isinstance(url, str) or not url.strip():
+    if not isinstance(url, str):
         raise FeatureUnavailable(f"Slack is not configured: set Butler.{WEBHOOK_KEY}")
-    if urlsplit(url.strip()).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise FeatureUnavailable(f"Butler.{WEBHOOK_KEY} is not an http(s) URL")
-    return url.strip()
+    return url
 
 
 @hookimpl

@@ -25,6 +25,13 @@ class DirectoryPairSection(OpenSchema):
     toDirectory = config_string(required=True)
 
 
+class DirectoriesSection(OpenSchema):
+    """``configDirectories``: declared so that the core's checks (a template placeholder
+    as ``qvdPath`` is an error) cover it while ``createDirQVD`` is on."""
+
+    qvdPath = config_string(allow_none=True, load_default=None)
+
+
 def config_sections() -> list[ConfigSection]:
     return [
         ConfigSection(
@@ -43,6 +50,7 @@ def config_sections() -> list[ConfigSection]:
             "fileDeleteApprovedDirectories", None, when_enabled("fileDelete"), string_list=True
         ),
         ConfigSection(CREATE_DIR_KEY, None, when_enabled("createDir"), string_list=True),
+        ConfigSection("configDirectories", DirectoriesSection, when_enabled("createDirQVD")),
     ]
 
 
@@ -98,7 +106,7 @@ def build_file_operations(config: Config, policy: PathPolicy | None = None) -> F
             else []
         ),
         qvd_dir=(
-            directory(str(qvd_path), "configDirectories.qvdPath")
+            directory(qvd_path, "configDirectories.qvdPath")
             if qvd_path and config.endpoint_enabled("createDirQVD")
             else None
         ),

@@ -18,6 +18,7 @@ from butler.config_schema import (
     config_list,
     config_nested,
     config_string,
+    config_url,
 )
 from butler_plugins.newrelic.client import NEW_RELIC_TIMEOUT
 
@@ -39,7 +40,7 @@ class NewRelicAccountSection(OpenSchema):
 
 class NewRelicDestinationSection(OpenSchema):
     destinationAccount = config_list(config_string())
-    url = config_string(required=True)
+    url = config_url(required=True)
     header = config_list(config_nested(NameValue))
     attribute = config_nested(StaticHeaders, load_default=dict)
     timeout = TimeoutSeconds(NEW_RELIC_TIMEOUT)

@@ -15,6 +15,7 @@ from butler.config import ConfigError, load_config
 from butler_plugins.file_ops.operations import FileOperations
 from butler_plugins.file_ops.settings import build_file_operations
 from tests.fileops.conftest import Sandbox, build_tree, sandbox_config
+from tests.fixtures.original_config import filled_template, write_config
 
 
 def test_copyfile_sub_form(sandbox: Sandbox) -> None:
@@ -378,8 +379,8 @@ def test_every_call_writes_one_audit_line(
     assert lines[1].levelno == logging.WARNING
 
 
-def test_the_original_template_config_builds() -> None:
-    config = load_config(Path(__file__).parents[1] / "data" / "original_full_config.yaml")
+def test_the_original_template_config_builds(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, filled_template()))
     ops = build_file_operations(config)
     assert isinstance(ops, FileOperations)
 

@@ -243,9 +243,8 @@ def test_slack_slow_is_504(serve: Callable[..., str], http_receiver: HttpReceive
     assert "secret" not in resp.text
 
 
-@pytest.mark.parametrize("url", [None, "", "not a url"])
-def test_slack_not_configured_is_503(serve: Callable[..., str], url: str | None) -> None:
-    base = serve(_slack_on(url))
+def test_slack_not_configured_is_503(serve: Callable[..., str]) -> None:
+    base = serve(_slack_on(None))
     resp = requests.put(f"{base}/v4/slackpostmessage", json=SLACK_BODY, timeout=WAIT)
     assert resp.status_code == 503
     assert "Butler.slackNotification.restMessage.webhookURL" in resp.json()["message"]
