@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from butler.errors import ApiError, UpstreamTimeout
+from butler.events import Events
 from butler.guid import is_guid, normalise_guid
 from butler.tasks.trigger import Trigger
 
@@ -135,7 +136,9 @@ class TaskStarter:
         start_filter: StartFilter | None = None,
         kv_store: KvStore | None = None,
         lookup_workers: int = 16,
+        events: Events | None = None,
     ):
+        self._events = events or Events()
         self._qrs = qrs
         self._filter = start_filter or StartFilter()
         self._kv = kv_store
@@ -194,6 +197,7 @@ class TaskStarter:
             len(result.invalid_ids),
             len(result.denied_ids) + len(result.denied_tags) + len(result.denied_cps),
         )
+        self._events.task_starts(trigger.kind, result.outcomes())
         return result
 
     def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
