@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, request
 from marshmallow import fields
 
 from butler.config import Config, EnableKey
@@ -19,6 +19,7 @@ from butler.hookspecs import hookimpl
 from butler.services import Services
 from butler_plugins.metrics.collectors import ButlerMetrics
 
+STARTED = "butler.metrics.started"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic Prometheus text format, which every Prometheus version scrapes."""
 
@@ -49,14 +50,19 @@ def butler_app_built(app: Flask, config: Config, services: Services) -> None:
 
     @app.before_request
     def _started() -> None:
-        g.metrics_started = time.perf_counter()
+        request.environ[STARTED] = time.perf_counter()
 
     @app.after_request
     def _answered(response: Response) -> Response:
-        rule = request.url_rule
-        seconds = time.perf_counter() - g.get("metrics_started", time.perf_counter())
+        # One proxy lookup instead of one per attribute: this runs on every request.
+        answered: Request = request._get_current_object()  # type: ignore[attr-defined]
+        rule = answered.url_rule
+        started = answered.environ.get(STARTED)
         metrics.request_done(
-            rule.rule if rule is not None else None, request.method, response.status_code, seconds
+            rule.rule if rule is not None else None,
+            answered.method,
+            response.status_code,
+            time.perf_counter() - started if started is not None else 0.0,
         )
         return response
 
