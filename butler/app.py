@@ -91,6 +91,7 @@ def create_app(
     rate_limited = config.get("restServerConfig.rateLimit") > 0
     install_documentation(app, mounted, rate_limited=rate_limited)
 
+    pm.hook.butler_app_built(app=app, config=config, services=services)
     _install_hooks(app, config)
     app.wsgi_app = AccessLog(MethodOverride(app.wsgi_app))  # type: ignore[method-assign]
     return app

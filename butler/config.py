@@ -53,11 +53,14 @@ class EnableKey:
     """One ``restServerEndpointsEnable`` key (dotted for nested groups) a plugin understands.
 
     ``needs`` names the core services the key's endpoints use, so that switching the key on
-    makes the core validate their config sections and build them.
+    makes the core validate their config sections and build them. ``default`` is the value
+    of a key the config does not mention: true for features an upgraded config should get
+    without an edit (health, metrics); an explicit ``false`` still switches them off.
     """
 
     name: str
     needs: frozenset[CoreService] = frozenset()
+    default: bool = False
 
 
 Condition = Callable[["Config"], bool]
@@ -193,12 +196,13 @@ class Config:
         return default if node is None else node
 
     def endpoint_enabled(self, key: str) -> bool:
-        """Whether ``restServerEndpointsEnable.<key>`` is exactly true."""
+        """Whether ``restServerEndpointsEnable.<key>`` is true (or absent, for a default-on key)."""
         return self._enabled.get(key, False)
 
     @property
     def enabled_endpoint_keys(self) -> tuple[str, ...]:
-        """Enabled keys that a loaded plugin declares, dotted, in the config file's order."""
+        """Enabled keys a loaded plugin declares, dotted, in the config file's order, then
+        default-on ones."""
         return tuple(k for k, v in self._enabled.items() if v and k in self.contract.enable_keys)
 
     def needs(self, service: CoreService) -> bool:
@@ -224,6 +228,8 @@ class Config:
             return enabled
         for key, value in _walk(raw):
             enabled[key] = value is True or (isinstance(value, str) and value.lower() == "true")
+        for name, declared in self.contract.enable_keys.items():
+            enabled.setdefault(name, declared.default)
         return enabled
 
     def _validate(self, feature_sections: bool) -> None:

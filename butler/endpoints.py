@@ -49,9 +49,10 @@ class Reply:
     """One documented answer of an endpoint: what it means, and the body it carries.
 
     ``schema`` and ``example`` describe a success body (``media_type`` says its type).
-    Error answers (4xx, 5xx) take a description only: the core renders every error, so
-    their body is always the core's ``Error`` shape and the document says so by itself;
-    204 has no body.
+    Error answers (4xx, 5xx) normally take a description only: the core renders every
+    ``ApiError``, so their body is the core's ``Error`` shape and the document says so by
+    itself. A schema on an error status means the view returns that body itself with that
+    status (the readiness report's 503); 204 has no body.
     """
 
     description: str
@@ -63,8 +64,8 @@ class Reply:
         """Refuse a body where there can be none, so the document cannot promise one."""
         if self.schema is None and self.example is None:
             return
-        if status >= 400:
-            raise ValueError(f"{status}: error answers always have the core's Error body")
+        if status >= 400 and self.schema is None:
+            raise ValueError(f"{status}: an error example needs the schema of its own body")
         if status == 204:
             raise ValueError("204: a No Content answer has no body")
 

@@ -8,7 +8,7 @@ its command-line options and its routes, so adding an area never touches the cor
 hooks are called in this order: ``butler_enable_keys`` and ``butler_config_sections``
 (config loading), ``butler_cli_arguments`` and ``butler_cli_overrides`` (command line,
 before the config is validated), ``butler_services`` (start-up), ``butler_endpoints``
-(app build). See ``docs/plugins.md``.
+and ``butler_app_built`` (app build). See ``docs/plugins.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pluggy
 
 if TYPE_CHECKING:
     import argparse
+
+    from flask import Flask
 
     from butler.cli_options import CliOptions
     from butler.config import Config, ConfigSection, EnableKey
@@ -103,4 +105,18 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     is true, so a plugin never reads the enable map itself. Views close over the services
     they need and look plugin services up at call time; they must not build long-lived
     clients of their own.
+    """
+
+
+@hookspec
+def butler_app_built(app: Flask, config: Config, services: Services) -> None:
+    """Observe every request of the app just built, for cross-cutting policy (metrics).
+
+    Called once per app, after the routes are mounted and before the core's own request
+    hooks are installed, so a ``before_request`` registered here runs first and sees every
+    request, refused ones included. Register Flask request hooks only (``before_request``,
+    ``after_request``, ``teardown_request``); never add routes here (they belong in
+    ``butler_endpoints``, where they are enabled, validated and documented) and never change
+    a response's status or body. Label by ``request.url_rule.rule``, never the raw path, so
+    the number of series stays bounded.
     """

@@ -19,6 +19,7 @@ import pluggy
 
 from butler.config import Config, ConfigError, CoreService
 from butler.engine import EngineClient
+from butler.events import Events
 from butler.kvstore import KvStore, KvStoreError
 from butler.mqtt import AzureEventGrid, MqttService, MqttTls
 from butler.outbound_http import new_session
@@ -86,13 +87,14 @@ def _certificate_errors_as_config_errors(section: str) -> Iterator[None]:
         raise ConfigError(f"Butler.cert (used by Butler.{section}): {exc}") from None
 
 
-def build_qrs(config: Config) -> QrsClient:
+def build_qrs(config: Config, events: Events | None = None) -> QrsClient:
     qlik = QlikConnection.from_config(config, "configQRS")
     with _certificate_errors_as_config_errors("configQRS"):
         return QrsClient(
             **qlik.client_settings(),
             static_headers=qlik.headers,
             read_timeout=config.get("configQRS.timeout"),
+            events=events,
         )
 
 
@@ -120,9 +122,12 @@ def build_services(config: Config, plugin_manager: pluggy.PluginManager | None =
         config.get("configQRS.host") and config.get("cert.clientCert")
     )
     if config.needs(CoreService.QRS) or mqtt_trigger:
-        services.qrs = build_qrs(config)
+        services.qrs = build_qrs(config, services.events)
         services.task_starter = TaskStarter(
-            services.qrs, StartFilter.from_config(config.get("startTaskFilter")), services.kv_store
+            services.qrs,
+            StartFilter.from_config(config.get("startTaskFilter")),
+            services.kv_store,
+            events=services.events,
         )
     if config.needs(CoreService.ENGINE):
         services.engine = build_engine(config)
@@ -140,7 +145,7 @@ def build_scheduler(config: Config, services: Services) -> Scheduler:
     if starter is None:
         raise ConfigError("Butler.scheduler.enable: the scheduler needs Butler.configQRS and cert")
     store = ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
-    return Scheduler(store, starter)
+    return Scheduler(store, starter, events=services.events)
 
 
 def build_mqtt(config: Config) -> MqttService:

@@ -134,7 +134,7 @@ def _responses(
 
 def _response(status: int, reply: Reply, converter: OpenAPIConverter) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": reply.description}
-    if status >= 400:
+    if status >= 400 and reply.schema is None:
         example = {
             "statusCode": status,
             "error": HTTPStatus(status).phrase,

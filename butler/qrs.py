@@ -29,6 +29,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from butler import __version__
 from butler.errors import ApiError, UpstreamError, UpstreamTimeout
+from butler.events import Events, route_template
 from butler.guid import normalise_guid
 
 __all__ = [
@@ -118,7 +119,9 @@ class QrsClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         pool_size: int = 32,
+        events: Events | None = None,
     ):
+        self._events = events or Events()
         bare_host = host.strip("[]")
         url_host = f"[{bare_host}]" if ":" in bare_host else bare_host
         self.base_url = f"{'https' if use_ssl else 'http'}://{url_host}:{port}/qrs"
@@ -275,29 +278,38 @@ class QrsClient:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
+            self._observe(path, "timeout", started)
             _log.warning("QRS %s %s timed out: %s", method, path, exc)
             raise QrsTimeout(
                 f"Qlik Sense repository (QRS) at {self._where} did not answer {method} {path} "
                 "in time"
             ) from exc
         except requests.exceptions.SSLError as exc:
+            self._observe(path, "tls", started)
             _log.warning("QRS %s %s: TLS failure: %s", method, path, exc)
             raise QrsUnavailable(
                 f"TLS connection to Qlik Sense repository (QRS) at {self._where} failed; "
                 "check the certificates"
             ) from exc
         except requests.RequestException as exc:
+            self._observe(path, "unreachable", started)
             _log.warning("QRS %s %s failed: %s", method, path, exc)
             raise QrsUnavailable(
                 f"Qlik Sense repository (QRS) at {self._where} is unreachable"
             ) from exc
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        elapsed_ms = self._observe(path, str(response.status_code), started) * 1000
         _log.debug("QRS %s %s -> %d in %.1f ms", method, path, response.status_code, elapsed_ms)
         if not 200 <= response.status_code < 300:
             error = QrsHttpError(response.status_code, response.text, method=method, path=path)
             _log.warning("%s; body: %s", error.message, error.body)
             raise error
         return response
+
+    def _observe(self, path: str, status: str, started: float) -> float:
+        """Report the call to the observers; its duration in seconds."""
+        seconds = time.perf_counter() - started
+        self._events.qrs_request(f"/qrs{route_template(path)}", status, seconds)
+        return seconds
 
     def _unexpected(self, method: str, path: str, data: Any) -> QrsHttpError:
         return QrsHttpError(

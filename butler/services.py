@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from butler.errors import FeatureUnavailable
+from butler.events import Events
 
 if TYPE_CHECKING:
     from butler.config import Config
@@ -55,6 +56,8 @@ class Services:
     scheduler: Scheduler | None = None
     mqtt: MqttService | None = None
     engine: EngineClient | None = None
+    events: Events = field(default_factory=Events)
+    """What the QRS client, task starter and scheduler report; plugins subscribe observers."""
     _registry: dict[type, Any] = field(default_factory=dict, init=False, repr=False)
 
     def register(self, kind: type[T], service: T) -> T:

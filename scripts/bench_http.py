@@ -1,10 +1,12 @@
 """HTTP benchmark: requests/s and latency of ping and base conversion, plus server RSS.
 
 Starts ``butler`` as a real process on a free loopback port and loads it with wrk (installed
-with apt-get when missing and possible). Prints a Markdown table. Loopback only; every run is
-bounded in time.
+with apt-get when missing and possible), once with ``metrics: false`` and once with
+``metrics: true`` (health off in both), alternating for ``--rounds`` rounds so that drift of
+the shared machine hits both alike. Prints Markdown tables: each setting, then the median
+req/s side by side with what metrics cost. Loopback only; every run is bounded in time.
 
-    python scripts/bench_http.py [--duration 10]
+    python scripts/bench_http.py [--duration 10] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +37,8 @@ Butler:
     butlerping: true
     base62ToBase16: true
     base16ToBase62: true
+    health: false
+    metrics: {metrics}
 """
 
 TARGETS = {
@@ -96,17 +101,22 @@ def run_wrk(wrk: str, url: str, clients: int, duration: int) -> tuple[float, flo
     return rps, p50, p99
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
-    parser.add_argument("--threads", type=int, default=16, help="server worker threads")
-    parser.add_argument("--loglevel", default="warn", help="server log level (info logs each call)")
-    args = parser.parse_args()
-    wrk = ensure_wrk()
+Row = tuple[str, int, float, float, float]
+
+
+def measure(wrk: str, args: argparse.Namespace, metrics: bool) -> tuple[list[Row], float, float]:
+    """One butler process: every target at 1 and 16 clients; rows, idle and loaded RSS."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
     config = workdir / "butler.yaml"
-    config.write_text(CONFIG.format(port=port, threads=args.threads, loglevel=args.loglevel))
+    config.write_text(
+        CONFIG.format(
+            port=port,
+            threads=args.threads,
+            loglevel=args.loglevel,
+            metrics="true" if metrics else "false",
+        )
+    )
     butler = Path(sys.executable).parent / "butler"
     server = subprocess.Popen(
         [str(butler), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -129,12 +139,37 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
         shutil.rmtree(workdir, ignore_errors=True)
+    return rows, idle, loaded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds")
+    parser.add_argument("--threads", type=int, default=16, help="server worker threads")
+    parser.add_argument("--loglevel", default="warn", help="server log level (info logs each call)")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    runs: dict[bool, list[tuple[list[Row], float, float]]] = {False: [], True: []}
+    for _ in range(args.rounds):
+        for metrics in (False, True):
+            runs[metrics].append(measure(wrk, args, metrics))
     print(f"\nbutler {args.threads} threads, log level {args.loglevel}, {args.duration} s per row")
-    print("| endpoint | clients | req/s | p50 ms | p99 ms |")
+    for metrics, results in runs.items():
+        for number, (rows, idle, loaded) in enumerate(results, 1):
+            print(f"\nmetrics {'on' if metrics else 'off'}, round {number}")
+            print("| endpoint | clients | req/s | p50 ms | p99 ms |")
+            print("|---|---:|---:|---:|---:|")
+            for label, clients, rps, p50, p99 in rows:
+                print(f"| {label} | {clients} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |")
+            print(f"\nServer RSS: idle {idle:.1f} MB, after load {loaded:.1f} MB")
+    print(f"\nMedian req/s over {args.rounds} round(s), metrics off and on")
+    print("| endpoint | clients | metrics off | metrics on | cost |")
     print("|---|---:|---:|---:|---:|")
-    for label, clients, rps, p50, p99 in rows:
-        print(f"| {label} | {clients} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |")
-    print(f"\nServer RSS: idle {idle:.1f} MB, after load {loaded:.1f} MB")
+    for i, (label, clients, *_) in enumerate(runs[False][0][0]):
+        off = statistics.median(rows[i][2] for rows, _, _ in runs[False])
+        on = statistics.median(rows[i][2] for rows, _, _ in runs[True])
+        print(f"| {label} | {clients} | {off:,.0f} | {on:,.0f} | {(off - on) / off:+.1%} |")
 
 
 if __name__ == "__main__":

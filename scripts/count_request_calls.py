@@ -2,9 +2,9 @@
 
 Timings on a shared 2-core machine move by 10 % from run to run; the number of Python and
 C function calls a request makes does not. This drives Butler's app in-process (Flask's
-test client, no sockets) for ping, base conversion and a key-value GET, next to a bare Flask
-app answering the same JSON, and prints a Markdown table. Two checkouts compared with the
-same command show whether a change added work to the hot path.
+test client, no sockets) for ping, base conversion and a key-value GET, with metrics off and
+on, next to a bare Flask app answering the same JSON, and prints a Markdown table. Two
+checkouts compared with the same command show whether a change added work to the hot path.
 
     python scripts/count_request_calls.py [--requests 200]
 """
@@ -61,36 +61,44 @@ def calls_per_request(app: Flask, path: str, requests: int) -> float:
     return count / requests
 
 
+def butler_config(folder: str, metrics: bool) -> Config:
+    return Config.from_mapping(
+        {
+            "restServerEndpointsEnable": {
+                "butlerping": True,
+                "base62ToBase16": True,
+                "keyValueStore": True,
+                "health": False,
+                "metrics": metrics,
+            },
+            "keyValueStore": {"persistence": "memory"},
+        },
+        Path(folder),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     logging.disable(logging.CRITICAL)
+    print("| request | app | calls/request |")
+    print("|---|---|---:|")
+    bare = calls_per_request(bare_flask(), "/v4/butlerping", args.requests)
+    print(f"| GET /v4/butlerping | bare Flask (yardstick) | {bare:,.0f} |")
     with tempfile.TemporaryDirectory() as folder:
-        config = Config.from_mapping(
-            {
-                "restServerEndpointsEnable": {
-                    "butlerping": True,
-                    "base62ToBase16": True,
-                    "keyValueStore": True,
-                },
-                "keyValueStore": {"persistence": "memory"},
-            },
-            Path(folder),
-        )
-        services = build_services(config)
-        try:
-            app = create_app(config, services)
-            app.test_client().post("/v4/keyvalues/bench", json={"key": "k", "value": "v"})
-            print("| request | app | calls/request |")
-            print("|---|---|---:|")
-            bare = calls_per_request(bare_flask(), "/v4/butlerping", args.requests)
-            print(f"| GET /v4/butlerping | bare Flask (yardstick) | {bare:,.0f} |")
-            for label, path in PATHS.items():
-                calls = calls_per_request(app, path, args.requests)
-                print(f"| {label} | Butler | {calls:,.0f} |")
-        finally:
-            services.stop()
+        for metrics in (False, True):
+            config = butler_config(folder, metrics)
+            services = build_services(config)
+            try:
+                app = create_app(config, services)
+                app.test_client().post("/v4/keyvalues/bench", json={"key": "k", "value": "v"})
+                label = f"Butler, metrics {'on' if metrics else 'off'}"
+                for path_label, path in PATHS.items():
+                    calls = calls_per_request(app, path, args.requests)
+                    print(f"| {path_label} | {label} | {calls:,.0f} |")
+            finally:
+                services.stop()
     return 0
 
 

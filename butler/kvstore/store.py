@@ -200,6 +200,15 @@ class KvStore:
             items = self._namespace(namespace)
             return [key for key, item in items.items() if self._live(item, now)]
 
+    def key_counts(self) -> dict[str, int]:
+        """Live keys per namespace, in creation order (one pass, for metrics)."""
+        now = self._clock()
+        with self._lock:
+            return {
+                namespace: sum(1 for item in items.values() if self._live(item, now))
+                for namespace, items in self._data.items()
+            }
+
     def find(self, namespace: str, key: str) -> KvEntry | None:
         """The live entry, or ``None`` when the key is absent or expired."""
         now = self._clock()
@@ -383,3 +392,13 @@ class KvStore:
                 for namespace, key in doomed:
                     del self._data[namespace][key]
             return len(doomed)
+
+    def check_writable(self) -> None:
+        """Prove a durable write still succeeds, without touching any namespace or key.
+
+        Rewriting the schema version is a real committed write (header page, WAL, fsync)
+        that callers cannot see; a full disk, a read-only file or a lost share fail it the
+        way a ``set`` would. Raises ``StorageError`` or, once closed, ``FeatureUnavailable``.
+        """
+        with self._write_lock:
+            self._commit([(f"PRAGMA user_version={_SCHEMA_VERSION}", ())])

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from butler.errors import ApiError, NotFound
+from butler.events import Events
 from butler.schedules.clock import Clock, SystemClock
 from butler.schedules.model import RUNNING_STARTUP_STATES, iso_utc, writable_fields
 from butler.schedules.plan import Job, Plan, PlanCache, start_point, utc
@@ -71,7 +72,9 @@ class Scheduler:
         starter: StartsTasks,
         clock: Clock | None = None,
         workers: int = 4,
+        events: Events | None = None,
     ):
+        self._events = events or Events()
         self._store = store
         self._starter = starter
         self._clock: Clock = clock or SystemClock()
@@ -155,6 +158,21 @@ class Scheduler:
         return True
 
     # reading
+
+    def health(self) -> tuple[str, float]:
+        """The firing thread's state (``not started``, ``running``, ``stopped``, ``dead``)
+        and how many seconds the earliest due fire is overdue now (0 when none is).
+
+        A live thread can still be stuck; an overdue fire is what shows it.
+        """
+        with self._cond:
+            thread, stopping, due = self._thread, self._stopping, self._plan.next_due()
+            now_ts = self._clock.now().timestamp()
+        if thread is None:
+            state = "stopped" if stopping else "not started"
+        else:
+            state = "running" if thread.is_alive() else "dead"
+        return state, max(0.0, now_ts - due) if due is not None else 0.0
 
     def list(self) -> ScheduleDicts:
         return self._decorate(self._store.entries())
@@ -345,12 +363,14 @@ class Scheduler:
             picked_up.wait(HANDOFF_WAIT)
             in_flight.update(job.schedule_id for job in batch)
         if len(batch) < len(due_jobs):
+            self._events.schedule_results(_skipped(due_jobs, batch))
             log.warning(
                 "Scheduler: %d schedule(s) skipped: their previous start is still running",
                 len(due_jobs) - len(batch),
             )
         for instant, sids in fired:
             self._store.record_fires(sids, instant)
+            self._events.schedules_fired(now_ts - instant, len(sids))
         self._state_changed.set()
         cache: PlanCache = {}
         for instant, sids in fired:
@@ -381,6 +401,7 @@ class Scheduler:
                 for schedule_id, _, task_id in items
             ]
             self._store.record_results(results, run_at)
+            self._events.schedule_results(results)
             self._state_changed.set()
             _log_batch(items, results)
         finally:
@@ -399,6 +420,11 @@ def _named(items: _Batch) -> str:
     )
     more = len(items) - _NAMED_AT_MOST
     return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _skipped(due: Sequence[Job], batch: Sequence[Job]) -> list[tuple[str, str]]:
+    handed = {job.schedule_id for job in batch}
+    return [(job.schedule_id, "skipped") for job in due if job.schedule_id not in handed]
 
 
 def _log_batch(items: _Batch, results: list[tuple[str, str]]) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from butler.errors import ApiError, UpstreamTimeout
+from butler.events import Events
 from butler.guid import is_guid, normalise_guid
 from butler.tasks.trigger import Trigger
 
@@ -133,7 +134,9 @@ class TaskStarter:
         start_filter: StartFilter | None = None,
         kv_store: KvStore | None = None,
         lookup_workers: int = 16,
+        events: Events | None = None,
     ):
+        self._events = events or Events()
         self._qrs = qrs
         self._filter = start_filter or StartFilter()
         self._kv = kv_store
@@ -185,6 +188,7 @@ class TaskStarter:
         result.started_by_tag = [r for refs in by_tag for r in refs if r["taskId"] in ok]
         result.started_by_cp = [r for refs in by_cp for r in refs if r["taskId"] in ok]
         _log_result(trigger, result)
+        self._events.task_starts(trigger.kind, result.outcomes())
         return result
 
     def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:

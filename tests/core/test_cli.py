@@ -85,6 +85,9 @@ def test_openapi_command_prints_enabled_routes(tmp_path, capsys):
         "/v4/base62tobase16",
         "/v4/base16tobase62",
         "/v4/configfile/endpointsenabled",
+        "/health",  # health and metrics are on unless switched off
+        "/health/ready",
+        "/metrics",
     }
 
 

@@ -129,7 +129,13 @@ def test_enabled_keys_follow_file_order(tmp_path):
             "  cert: {clientCert: a, clientCertKey: b}\n  configQRS: {host: h}\n",
         )
     )
-    assert config.enabled_endpoint_keys == ("senseStartTask", "butlerping", "scheduler.getSchedule")
+    assert config.enabled_endpoint_keys == (
+        "senseStartTask",
+        "butlerping",
+        "scheduler.getSchedule",
+        "health",  # on by default, after the file's own keys
+        "metrics",
+    )
     assert set(config.enabled_endpoint_keys) <= set(ENDPOINT_KEYS)
 
 

@@ -227,7 +227,8 @@ def test_a_planned_enable_key_no_plugin_declares_is_accepted_with_one_warning(ke
     settings = {"restServerEndpointsEnable": {key: True, "butlerping": True}}
     config = Config.from_mapping(settings, Path(), contract=contract)
     assert config.warnings == [RESERVED_WARNING.format(key)]
-    assert config.enabled_endpoint_keys == ("butlerping",)
+    default_on = tuple(k for k in ("health", "metrics") if k != key)
+    assert config.enabled_endpoint_keys == ("butlerping", *default_on)
     off = {"restServerEndpointsEnable": {key: False}}
     assert Config.from_mapping(off, Path(), contract=contract).warnings == []
 

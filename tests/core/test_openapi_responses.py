@@ -182,6 +182,9 @@ def test_every_operation_answers_what_the_document_declares(running: Running) ->
     check.call("GET", "/v4/butlerping", 200)
     check.call("GET", "/v4/configfile/endpointsenabled", 200)
     check.call("GET", "/v4/plugins", 200)
+    check.call("GET", "/health", 200)
+    check.call("GET", "/health/ready", 200)
+    check.call("GET", "/metrics", 200)
     check.call("GET", "/v4/base62tobase16", 200, params={"base62": "NKIdk1R6R0AZFcJl"})
     check.call("GET", "/v4/base16tobase62", 200, params={"base16": "7b9c8a2e44d14f6a"})
 
