@@ -1,7 +1,6 @@
 """The ``butler`` command, in-process for the quick paths and as a real process for serving."""
 
 import json
-import logging
 import signal
 import socket
 import sys
@@ -12,6 +11,7 @@ import requests
 
 from butler.cli import main
 from butler.logging_setup import stop_logging
+from butler.testing.certs import generate_certificates
 from butler.testing.processes import free_port, wait_until_answering
 from tests.fixtures.butler_process import butler_process, stop
 
@@ -122,9 +122,11 @@ def test_check_config_reports_a_broken_schedule_file(tmp_path, capsys):
         "    qlikSenseTaskId: 0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b\n    startupState: started\n",
         encoding="utf-8",
     )
+    certs = generate_certificates(tmp_path / "certs")
     extra = (
         "  scheduler:\n    enable: true\n    configfile: schedule.yaml\n"
-        "  cert: {clientCert: c.pem, clientCertKey: k.pem}\n  configQRS: {host: 127.0.0.1}\n"
+        f"  cert: {{clientCert: '{certs.client_cert}', clientCertKey: '{certs.client_key}'}}\n"
+        "  configQRS: {host: 127.0.0.1}\n"
     )
     assert main(["check-config", "-c", str(write_config(tmp_path, extra=extra))]) == 2
     err = capsys.readouterr().err
@@ -170,16 +172,6 @@ def test_example_config_serves_without_qlik_files(make_config, live_server):
         assert "butlerping" in enabled
     finally:
         services.stop()
-
-
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    saved = (root.level, list(root.handlers))
-    yield
-    stop_logging()
-    root.handlers[:] = saved[1]
-    root.setLevel(saved[0])
 
 
 def test_port_in_use_is_a_clear_error(tmp_path, capsys, restore_logging):
