@@ -1,5 +1,6 @@
 """The ``butler`` command, in-process for the quick paths and as a real process for serving."""
 
+import argparse
 import json
 import signal
 import socket
@@ -222,3 +223,47 @@ def test_caller_text_cannot_forge_log_lines(tmp_path):
     assert not [line for line in lines if line.startswith(forged)]
     assert any("x\\n2026-01-01" in line and "-> 404" in line for line in lines)
     assert any("op=delete" in line and "\\r\\n2026-01-01" in line for line in lines)
+
+
+def test_every_option_and_sub_command_says_what_it_does():
+    from butler.cli import build_parser
+    from butler.plugins import default_plugin_manager
+
+    parser = build_parser(default_plugin_manager())
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert [a.option_strings for a in parser._actions if not a.help and a is not commands] == []
+    for name, sub in commands.choices.items():
+        if name != "simulate-qrs":  # its own parser answers its --help
+            assert sub.description, name
+            assert [a.option_strings for a in sub._actions if not a.help] == [], name
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["check-config", "-l", "debug"], "check-config does not take -l/--loglevel"),
+        (["-l", "debug", "openapi"], "openapi does not take -l/--loglevel"),
+        (["demo", "-c", "x.yaml"], "demo does not take -c/--configfile"),
+        (["-c", "x.yaml", "simulate-qrs"], "simulate-qrs takes only its own options"),
+        (["openapi", "--api-rate-limit", "5"], "config overrides need -c/--configfile"),
+        (["check-config", "--port", "1"], "unrecognized arguments: --port 1"),
+    ],
+)
+def test_options_a_command_would_ignore_are_refused(words, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BUTLER_CONFIG", raising=False)
+    config = str(write_config(tmp_path))
+    with pytest.raises(SystemExit) as stopped:
+        main(
+            [config if word == "x.yaml" else word for word in words]
+            + ["-c", config] * (words[0] == "check-config")
+        )
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_openapi_without_config_writes_only_the_document(capsys, monkeypatch):
+    monkeypatch.delenv("BUTLER_CONFIG", raising=False)
+    assert main(["openapi"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["openapi"].startswith("3.")
+    assert captured.err == ""
