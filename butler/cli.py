@@ -1,5 +1,9 @@
 """The ``butler`` command: run (default), demo, check-config, openapi, simulate-qrs.
 
+``check-config`` runs :func:`butler.runner.prepare`, the loading ``run`` does, so it cannot
+accept a config that ``run`` refuses. A shared option that a command would ignore is
+refused (``UNUSED_OPTIONS``), so nobody believes ``-l debug`` changed what they saw.
+
 Plugins add their own options through ``butler_cli_arguments`` and turn them into config
 overrides through ``butler_cli_overrides``; the same plugin manager then loads the config,
 builds the services and the app, so a plugin's option, section and routes always agree.
@@ -21,7 +25,7 @@ from butler import __version__
 from butler.cli_options import CliOptions
 from butler.config import LOG_LEVELS, Config, ConfigError, endpoint_enable_map, load_config
 from butler.plugins import config_contract, default_plugin_manager
-from butler.runner import EXIT_CONFIG, serve
+from butler.runner import EXIT_CONFIG, headless_summary, prepare, serve
 from butler.service_command import add_service_parser, run_service_command
 
 
@@ -32,7 +36,13 @@ def _add_common(options: CliOptions) -> None:
         default=None,
         help="Butler YAML config file (default: $BUTLER_CONFIG)",
     )
-    options.add_argument("-l", "--loglevel", choices=LOG_LEVELS, default=None)
+    options.add_argument(
+        "-l",
+        "--loglevel",
+        choices=LOG_LEVELS,
+        default=None,
+        help="log level, overriding Butler.logLevel (run and demo)",
+    )
     options.add_argument(
         "--api-rate-limit",
         type=int,
@@ -42,6 +52,36 @@ def _add_common(options: CliOptions) -> None:
     )
 
 
+COMMANDS = (
+    (
+        "run",
+        "serve the REST API (the default command)",
+        "Serve the REST API and run the scheduler and MQTT triggers until stopped "
+        "(SIGINT, SIGTERM, CTRL_BREAK). Exit 2 on a config error, 3 when the port is taken.",
+    ),
+    (
+        "check-config",
+        "validate the config file and summarise enabled features",
+        "Load the config exactly as run does (sections, certificates and keys, TLS files, "
+        "the schedule file and the key-value store) without listening or contacting "
+        "anything; print a summary and 'Config OK', or one 'Config error:' line and exit 2.",
+    ),
+    (
+        "openapi",
+        "print the OpenAPI document for the config's enabled endpoints",
+        "Print the OpenAPI 3 document of the routes the config enables (every route without "
+        "a config file) on stdout, and nothing else.",
+    ),
+)
+
+UNUSED_OPTIONS = {
+    "check-config": {"loglevel": "-l/--loglevel: check-config writes no log (run and demo do)"},
+    "openapi": {"loglevel": "-l/--loglevel: openapi writes no log (run and demo do)"},
+    "demo": {"configfile": "-c/--configfile: the demo writes and uses its own config"},
+}
+"""Shared options a command would otherwise ignore without a word: refused instead."""
+
+
 def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="butler", description="Butler for Python: REST API companion for Qlik Sense."
@@ -49,14 +89,15 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"butler {__version__}")
     sub = parser.add_subparsers(dest="command")
     commands = [
-        sub.add_parser(name, help=text)
-        for name, text in (
-            ("run", "serve the REST API (the default command)"),
-            ("check-config", "validate the config file and summarise enabled features"),
-            ("openapi", "print the OpenAPI document for the config's enabled endpoints"),
-        )
+        sub.add_parser(name, help=text, description=description)
+        for name, text, description in COMMANDS
     ]
-    demo = sub.add_parser("demo", help="run Butler against the bundled QRS simulator")
+    demo = sub.add_parser(
+        "demo",
+        help="run Butler against the bundled QRS simulator",
+        description="Run Butler with every endpoint on against the bundled QRS and Engine "
+        "simulators, with generated certificates, config and schedules, and print curl lines.",
+    )
     demo.add_argument("--port", type=int, default=8080, help="Butler's port (0 = any free)")
     demo.add_argument("--workdir", type=Path, default=None, help="where demo files are written")
     demo.add_argument(
@@ -67,22 +108,30 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     options = CliOptions(parser, [*commands, demo])
     _add_common(options)
     pm.hook.butler_cli_arguments(options=options)
-    sub.add_parser("simulate-qrs", help="run the QRS simulator on its own (see its --help)")
+    # The simulator's options belong to its own parser (butler simulate-qrs --help), so
+    # this one neither knows nor answers them: everything after the name is passed on.
+    sub.add_parser(
+        "simulate-qrs",
+        add_help=False,
+        help="run the QRS simulator on its own (options: butler simulate-qrs --help)",
+    )
     add_service_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    if words[:1] == ["simulate-qrs"]:
-        # Its options belong to the simulator's own parser; argparse's REMAINDER would
-        # refuse the ones that start with "-".
+    pm = default_plugin_manager()
+    parser = build_parser(pm)
+    args, extra = parser.parse_known_args(words)
+    command = args.command or "run"
+    _refuse_unused_options(parser, args, command)
+    if command == "simulate-qrs":
         from butler.testing.qrs_simulator import main as simulator_main
 
-        return int(simulator_main(words[1:]) or 0)
-    pm = default_plugin_manager()
-    args = build_parser(pm).parse_args(words)
-    command = args.command or "run"
+        return int(simulator_main(extra) or 0)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if command == "service":
         return run_service_command(args)
     if command == "demo":
@@ -90,18 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args, pm)
     if command == "openapi" and _config_path(args) is None:
+        if cli_overrides(args, pm):
+            parser.error("openapi: command-line config overrides need -c/--configfile")
         return _print_openapi(None, pm)
     try:
         config = _load(args, pm)
+        if command == "check-config":
+            prepare(config, pm).services.stop()
     except ConfigError as exc:
         print(f"Config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if command == "check-config":
-        try:
-            check_schedule_file(config)
-        except ConfigError as exc:
-            print(f"Config error: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
         for warning in config.warnings:
             print(f"Warning: {warning}", file=sys.stderr)
         print(summarise(config))
@@ -109,6 +157,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "openapi":
         return _print_openapi(config, pm)
     return serve(config, plugin_manager=pm)
+
+
+def _refuse_unused_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, command: str
+) -> None:
+    """A shared option given to a command that does not use it is an error, not a no-op."""
+    given = {
+        dest: value
+        for dest, value in vars(args).items()
+        if dest != "command" and value != parser.get_default(dest)
+    }
+    if command == "simulate-qrs" and given:
+        parser.error(
+            "simulate-qrs takes only its own options (butler simulate-qrs --help), not "
+            + ", ".join(f"--{dest.replace('_', '-')}" for dest in given)
+        )
+    for dest, why in UNUSED_OPTIONS.get(command, {}).items():
+        if dest in given:
+            parser.error(f"{command} does not take {why}")
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
@@ -136,22 +203,22 @@ def _load(args: argparse.Namespace, pm: pluggy.PluginManager) -> Config:
     return load_config(path, cli_overrides(args, pm), config_contract(pm))
 
 
-def check_schedule_file(config: Config) -> None:
-    """Read the schedule file as start-up would, so check-config reports its errors too."""
-    if config.get("scheduler.enable") is True:
-        from butler.schedules import ScheduleStore
-
-        ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
-
-
 def summarise(config: Config) -> str:
     """A short human summary of what this config switches on."""
+    if config.get("restServerConfig.enable") is False:
+        rest = headless_summary(config)
+        endpoints = "none served (the REST API is off)"
+    else:
+        rest = (
+            f"{config.get('restServerConfig.serverHost')}:"
+            f"{config.get('restServerConfig.serverPort')}"
+            f"{' (TLS)' if config.get('restServerConfig.tls.enable') is True else ''}"
+        )
+        endpoints = ", ".join(config.enabled_endpoint_keys) or "none"
     lines = [
         f"Config file: {config.path}",
-        f"REST server: {config.get('restServerConfig.serverHost')}:"
-        f"{config.get('restServerConfig.serverPort')}"
-        f"{' (TLS)' if config.get('restServerConfig.tls.enable') is True else ''}",
-        "Enabled endpoints: " + (", ".join(config.enabled_endpoint_keys) or "none"),
+        f"REST server: {rest}",
+        f"Enabled endpoints: {endpoints}",
     ]
     if config.get("configQRS.host"):
         lines.append(f"QRS: {config.get('configQRS.host')}:{config.get('configQRS.port')}")

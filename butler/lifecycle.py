@@ -17,6 +17,7 @@ from typing import Any
 
 import pluggy
 
+from butler.certificates import load_client_certificate
 from butler.config import Config, ConfigError, CoreService
 from butler.engine import EngineClient
 from butler.events import Events
@@ -89,6 +90,8 @@ def _certificate_errors_as_config_errors(section: str) -> Iterator[None]:
 
 def build_qrs(config: Config, events: Events | None = None) -> QrsClient:
     qlik = QlikConnection.from_config(config, "configQRS")
+    if qlik.use_ssl:
+        load_client_certificate(config, "configQRS")
     with _certificate_errors_as_config_errors("configQRS"):
         return QrsClient(
             **qlik.client_settings(),
@@ -100,6 +103,8 @@ def build_qrs(config: Config, events: Events | None = None) -> QrsClient:
 
 def build_engine(config: Config) -> EngineClient:
     qlik = QlikConnection.from_config(config, "configEngine")
+    if qlik.use_ssl:
+        load_client_certificate(config, "configEngine")
     with _certificate_errors_as_config_errors("configEngine"):
         return EngineClient(**qlik.client_settings(), static_headers=dict(qlik.headers))
 

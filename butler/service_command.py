@@ -27,7 +27,9 @@ def add_service_parser(commands: argparse._SubParsersAction) -> None:
         description="Run Butler as a Windows service under WinSW: starts at boot, restarts "
         "on failure, stops cleanly, logs to files. See docs/running-as-a-service.md.",
     )
-    actions = service.add_subparsers(dest="service_action", required=True, metavar="ACTION")
+    actions = service.add_subparsers(
+        dest="service_action", required=True, metavar="ACTION", help="install or uninstall"
+    )
     install = actions.add_parser(
         "install", help="check the config, write the WinSW definition, install and start"
     )

@@ -12,7 +12,9 @@ header lines stopped the server. Here:
   read returns and the worker is free) and logs the client;
 * one client address may hold ``max_per_client`` connections, as with waitress;
 * what cheroot refuses before the app (a malformed request line, a bad header, plain HTTP
-  on the TLS port) is answered in the JSON error shape.
+  on the TLS port) is answered in the JSON error shape;
+* cheroot's own messages (it writes them to stderr) go through Butler's logging, so they
+  have the formatter, the level filter and the file like every other line.
 """
 
 from __future__ import annotations
@@ -215,13 +217,24 @@ def _guarded_connection(deadlines: ReadDeadlines, counts: ClientCounts) -> type:
     return GuardedConnection
 
 
+def _logging_server() -> type:
+    """cheroot's WSGI server, writing its own messages to Butler's log instead of stderr."""
+    from cheroot import wsgi
+
+    class LoggingServer(wsgi.Server):
+        def error_log(
+            self, msg: str = "", level: int = logging.INFO, traceback: bool = False
+        ) -> None:
+            log.log(level, "cheroot: %s", msg, exc_info=traceback)
+
+    return LoggingServer
+
+
 class CherootTlsServer:
     """HTTPS with the standard library's ssl module, one port, the same limits as waitress."""
 
     def __init__(self, app: Flask, host: str, port: int, tls: TlsFiles):
-        from cheroot import wsgi
-
-        self._server = wsgi.Server(
+        self._server = _logging_server()(
             (host, port), app, numthreads=app.config["BUTLER_WORKERS"], server_name="Butler"
         )
         self._server.max_request_body_size = app.config["MAX_CONTENT_LENGTH"] * 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from flask import Flask
 from butler.app import create_app
 from butler.config import Config, endpoint_enable_map
 from butler.lifecycle import build_services
+from butler.logging_setup import stop_logging
 from butler.server import ServerHandle, TlsFiles, build_server
 from butler.services import Services
 from tests.fixtures.qrs import qrs_certs, qrs_client, qrs_simulator
@@ -98,3 +100,14 @@ def live_server() -> Iterator[Callable[..., str]]:
         server.shutdown()
         thread.join(timeout=10)
         assert not thread.is_alive(), "server thread did not stop"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that let Butler configure the root logger: put the test's logging back."""
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    yield
+    stop_logging()
+    root.handlers[:] = saved[1]
+    root.setLevel(saved[0])

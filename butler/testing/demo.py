@@ -219,6 +219,7 @@ def _self_check(url: str) -> bool:
 
 
 def run_demo(args: argparse.Namespace, plugin_manager: pluggy.PluginManager) -> int:
+    from butler.cli import cli_overrides
     from butler.testing.certs import generate_certificates
     from butler.testing.engine_simulator import EngineSimulator
     from butler.testing.qrs_simulator import QrsSimulator
@@ -244,7 +245,7 @@ def run_demo(args: argparse.Namespace, plugin_manager: pluggy.PluginManager) -> 
         try:
             config = load_config(
                 config_path,
-                {"logLevel": args.loglevel} if args.loglevel else {},
+                cli_overrides(args, plugin_manager),
                 config_contract(plugin_manager),
             )
         except ConfigError as exc:

@@ -9,8 +9,6 @@ should gain it without an edit.
 
 from __future__ import annotations
 
-import logging
-import ssl
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -21,9 +19,7 @@ from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.hookspecs import hookimpl
 from butler.services import Services
 from butler_plugins.health.monitor import HealthMonitor
-from butler_plugins.health.probes import components, load_client_certificate
-
-log = logging.getLogger("butler.health")
+from butler_plugins.health.probes import components
 
 TAG = "Health"
 MAX_INTERVAL = 10.0
@@ -95,29 +91,6 @@ FAIL_EXAMPLE = {
 }
 
 
-class ButlerHealth:
-    """The monitor plus the start-up check of the QRS client certificate."""
-
-    def __init__(self, config: Config, monitor: HealthMonitor, checks_qrs: bool):
-        self.config = config
-        self.monitor = monitor
-        self._checks_qrs = checks_qrs
-
-    def start(self) -> None:
-        if self._checks_qrs:
-            try:
-                loaded = load_client_certificate(self.config)
-            except (OSError, ssl.SSLError) as exc:
-                log.warning("Health: the QRS client certificate and key do not load: %s", exc)
-            else:
-                if loaded is not None:
-                    log.info("Health: QRS client certificate and key loaded (%s)", loaded)
-        self.monitor.start()
-
-    def stop(self) -> None:
-        self.monitor.stop()
-
-
 @hookimpl
 def butler_enable_keys() -> list[EnableKey]:
     return [EnableKey("health", default=True)]
@@ -132,7 +105,7 @@ def butler_config_sections() -> list[ConfigSection]:
 def butler_services(config: Config, services: Services) -> None:
     if config.endpoint_enabled("health"):
         monitor = HealthMonitor(components(services), config.get("health.probeIntervalSeconds"))
-        services.register(ButlerHealth, ButlerHealth(config, monitor, services.qrs is not None))
+        services.register(HealthMonitor, monitor)
 
 
 @hookimpl
@@ -141,8 +114,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         return {"status": "ok"}
 
     def ready(call: ApiRequest) -> Any:
-        health = services.require(ButlerHealth, "The health monitor is not running")
-        report = health.monitor.report()
+        report = services.require(HealthMonitor, "The health monitor is not running").report()
         return report.to_json(), 503 if report.status == "fail" else 200
 
     return [

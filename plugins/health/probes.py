@@ -8,14 +8,11 @@ the services are built the same way.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from butler.config import Config
 from butler.engine import EngineClient
 from butler.kvstore import KvStore
-from butler.lifecycle import QlikConnection
 from butler.mqtt import MqttService
 from butler.qrs import QrsClient
 from butler.schedules import Scheduler
@@ -94,17 +91,3 @@ def mqtt_probe(mqtt: MqttService) -> Callable[[], str]:
         return f"connected to {mqtt.host}:{mqtt.port}"
 
     return probe
-
-
-def load_client_certificate(config: Config) -> str | None:
-    """Load Butler's QRS client certificate and key as one pair; ``None`` without TLS.
-
-    ``requests`` reads them only at the first connection, so a key that does not match
-    its certificate would otherwise surface as a vague TLS failure on the first task start.
-    Raises ``ssl.SSLError`` or ``OSError`` with the reason.
-    """
-    qlik = QlikConnection.from_config(config, "configQRS")
-    if not qlik.use_ssl:
-        return None
-    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(qlik.client_cert, qlik.client_key)
-    return str(qlik.client_cert)

@@ -224,9 +224,27 @@ def butler_config_sections() -> list[ConfigSection]:
 
 @hookimpl
 def butler_cli_arguments(options: CliOptions) -> None:
-    options.add_argument("--new-relic-account-name", nargs="+", default=None, metavar="NAME")
-    options.add_argument("--new-relic-api-key", nargs="+", default=None, metavar="KEY")
-    options.add_argument("--new-relic-account-id", nargs="+", default=None, metavar="ID")
+    options.add_argument(
+        "--new-relic-account-name",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="New Relic accounts, replacing Butler.thirdPartyToolsCredentials.newRelic",
+    )
+    options.add_argument(
+        "--new-relic-api-key",
+        nargs="+",
+        default=None,
+        metavar="KEY",
+        help="their insert API keys, one per --new-relic-account-name, same order",
+    )
+    options.add_argument(
+        "--new-relic-account-id",
+        nargs="+",
+        default=None,
+        metavar="ID",
+        help="their account ids, one per --new-relic-account-name, same order",
+    )
 
 
 @hookimpl

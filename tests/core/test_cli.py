@@ -1,7 +1,7 @@
 """The ``butler`` command, in-process for the quick paths and as a real process for serving."""
 
+import argparse
 import json
-import logging
 import signal
 import socket
 import sys
@@ -12,6 +12,7 @@ import requests
 
 from butler.cli import main
 from butler.logging_setup import stop_logging
+from butler.testing.certs import generate_certificates
 from butler.testing.processes import free_port, wait_until_answering
 from tests.fixtures.butler_process import butler_process, stop
 
@@ -125,9 +126,11 @@ def test_check_config_reports_a_broken_schedule_file(tmp_path, capsys):
         "    qlikSenseTaskId: 0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b\n    startupState: started\n",
         encoding="utf-8",
     )
+    certs = generate_certificates(tmp_path / "certs")
     extra = (
         "  scheduler:\n    enable: true\n    configfile: schedule.yaml\n"
-        "  cert: {clientCert: c.pem, clientCertKey: k.pem}\n  configQRS: {host: 127.0.0.1}\n"
+        f"  cert: {{clientCert: '{certs.client_cert}', clientCertKey: '{certs.client_key}'}}\n"
+        "  configQRS: {host: 127.0.0.1}\n"
     )
     assert main(["check-config", "-c", str(write_config(tmp_path, extra=extra))]) == 2
     err = capsys.readouterr().err
@@ -173,16 +176,6 @@ def test_example_config_serves_without_qlik_files(make_config, live_server):
         assert "butlerping" in enabled
     finally:
         services.stop()
-
-
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    saved = (root.level, list(root.handlers))
-    yield
-    stop_logging()
-    root.handlers[:] = saved[1]
-    root.setLevel(saved[0])
 
 
 def test_port_in_use_is_a_clear_error(tmp_path, capsys, restore_logging):
@@ -233,3 +226,47 @@ def test_caller_text_cannot_forge_log_lines(tmp_path):
     assert not [line for line in lines if line.startswith(forged)]
     assert any("x\\n2026-01-01" in line and "-> 404" in line for line in lines)
     assert any("op=delete" in line and "\\r\\n2026-01-01" in line for line in lines)
+
+
+def test_every_option_and_sub_command_says_what_it_does():
+    from butler.cli import build_parser
+    from butler.plugins import default_plugin_manager
+
+    parser = build_parser(default_plugin_manager())
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert [a.option_strings for a in parser._actions if not a.help and a is not commands] == []
+    for name, sub in commands.choices.items():
+        if name != "simulate-qrs":  # its own parser answers its --help
+            assert sub.description, name
+            assert [a.option_strings for a in sub._actions if not a.help] == [], name
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["check-config", "-l", "debug"], "check-config does not take -l/--loglevel"),
+        (["-l", "debug", "openapi"], "openapi does not take -l/--loglevel"),
+        (["demo", "-c", "x.yaml"], "demo does not take -c/--configfile"),
+        (["-c", "x.yaml", "simulate-qrs"], "simulate-qrs takes only its own options"),
+        (["openapi", "--api-rate-limit", "5"], "config overrides need -c/--configfile"),
+        (["check-config", "--port", "1"], "unrecognized arguments: --port 1"),
+    ],
+)
+def test_options_a_command_would_ignore_are_refused(words, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BUTLER_CONFIG", raising=False)
+    config = str(write_config(tmp_path))
+    with pytest.raises(SystemExit) as stopped:
+        main(
+            [config if word == "x.yaml" else word for word in words]
+            + ["-c", config] * (words[0] == "check-config")
+        )
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_openapi_without_config_writes_only_the_document(capsys, monkeypatch):
+    monkeypatch.delenv("BUTLER_CONFIG", raising=False)
+    assert main(["openapi"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["openapi"].startswith("3.")
+    assert captured.err == ""

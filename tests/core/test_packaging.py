@@ -16,3 +16,13 @@ def test_setup_cfg_lists_every_package():
             parts = init.parent.relative_to(ROOT / source).parts
             found.add(".".join((name, *parts)))
     assert listed == found
+
+
+def test_license_is_declared_once_so_builds_print_no_deprecation_warnings():
+    """setuptools 77+ warns on every build when a License classifier sits next to ``license``."""
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg", encoding="utf-8")
+    assert setup["metadata"]["license"] == "MIT"
+    assert not [c for c in setup["metadata"]["classifiers"].split("\n") if "License ::" in c]
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'requires = ["setuptools>=77", "wheel"]' in pyproject

@@ -111,7 +111,7 @@ def test_plugin_service_starts_after_clients_and_stops_before_them(
 ) -> None:
     from butler_heartbeat import Heartbeat
 
-    from butler_plugins.health import ButlerHealth
+    from butler_plugins.health.monitor import HealthMonitor
 
     path = write_config(tmp_path, 8080)
     config = load_config(path, contract=config_contract(installed_example))
@@ -136,7 +136,7 @@ def test_plugin_service_starts_after_clients_and_stops_before_them(
     assert services.ordered() == [
         services.engine,
         heartbeat,
-        services.get(ButlerHealth),  # built-in, on by default
+        services.get(HealthMonitor),  # built-in, on by default
         services.get(Probe),
         services.scheduler,
     ]

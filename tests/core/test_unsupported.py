@@ -26,7 +26,7 @@ from butler.config import (
     default_contract,
 )
 from butler.config_schema import OpenSchema
-from butler.testing.certs import CertPaths
+from butler.testing.certs import CertPaths, generate_certificates
 from butler.testing.processes import free_port, wait_until_answering
 from butler.testing.qrs_simulator import QrsSimulator
 from butler.unsupported import UNSUPPORTED
@@ -230,6 +230,7 @@ def test_the_replacement_is_named_only_when_a_plugin_serves_it(tmp_path: Path) -
 def test_check_config_lists_every_unsupported_feature_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    generate_certificates(tmp_path / "certs")  # check-config loads them, as run does
     path = write_config(tmp_path, every_feature_on())
     assert main(["check-config", "-c", str(path)]) == 0
     captured = capsys.readouterr()
@@ -242,6 +243,7 @@ def test_check_config_lists_every_unsupported_feature_once(
 def test_check_config_on_the_filled_original_template(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    generate_certificates(tmp_path / "certs")  # check-config loads them, as run does
     assert main(["check-config", "-c", str(write_config(tmp_path, filled_template()))]) == 0
     captured = capsys.readouterr()
     assert warned(captured.err) == TEMPLATE_WARNINGS

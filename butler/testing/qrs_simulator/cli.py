@@ -2,13 +2,16 @@
 
 A person trying Butler without a Qlik Sense site (or pointing curl at it) needs the
 simulator running on a fixed port with certificates on disk that Butler's configuration can
-name; this command creates them when missing and prints where they are.
+name; this command creates them when missing and prints where they are. They go to a
+per-user data folder, not the current one, so trying the simulator leaves no key files in
+whatever folder the command happened to run in.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +19,15 @@ from pathlib import Path
 from butler.testing.certs import generate_certificates
 from butler.testing.qrs_simulator.simulator import QrsSimulator
 
-__all__ = ["main"]
+__all__ = ["default_certs_folder", "main"]
+
+
+def default_certs_folder() -> Path:
+    """``%LOCALAPPDATA%\\butler\\qrs-simulator-certs`` on Windows, else under
+    ``$XDG_DATA_HOME`` (default ``~/.local/share``)."""
+    base = os.environ.get("LOCALAPPDATA") or os.environ.get("XDG_DATA_HOME")
+    root = Path(base) if base else Path.home() / ".local" / "share"
+    return root / "butler" / "qrs-simulator-certs"
 
 
 def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = None) -> int:
@@ -30,8 +41,9 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
     parser.add_argument(
         "--certs",
         type=Path,
-        default=Path("qrs-simulator-certs"),
-        help="folder for the CA/server/client certificates; created when missing",
+        default=None,
+        help="folder for the CA/server/client certificates, created when missing "
+        f"(default: {default_certs_folder()})",
     )
     parser.add_argument("--no-tls", action="store_true", help="serve plain HTTP")
     parser.add_argument("--catalogue", type=Path, help="task catalogue (YAML or JSON)")
@@ -44,7 +56,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    certs = None if args.no_tls else generate_certificates(args.certs)
+    certs = None if args.no_tls else generate_certificates(args.certs or default_certs_folder())
     simulator = QrsSimulator(
         certs,
         host=args.host,
