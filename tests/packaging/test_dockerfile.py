@@ -152,6 +152,9 @@ def test_healthcheck_command_passes_on_200_and_fails_otherwise(http_receiver):
     assert run_probe(f"http://127.0.0.1:{free_port()}/health") != 0
 
 
+BASE_IMAGE = "python:3.11-slim"
+
+
 def docker_daemon_problem() -> str | None:
     if shutil.which("docker") is None:
         return "docker is not on PATH"
@@ -190,6 +193,11 @@ def test_image_builds_turns_healthy_and_stops_cleanly(tmp_path):
         encoding="utf-8",
     )
     config.chmod(0o644)
+    pulled = subprocess.run(
+        ["docker", "pull", BASE_IMAGE], capture_output=True, text=True, timeout=300, check=False
+    )
+    if pulled.returncode != 0:
+        pytest.skip(f"the base image {BASE_IMAGE} cannot be pulled here: {pulled.stderr[-300:]}")
     docker("build", "-f", str(DOCKERFILE), "-t", tag, str(ROOT), timeout=900)
     try:
         docker(
@@ -206,3 +214,10 @@ def test_image_builds_turns_healthy_and_stops_cleanly(tmp_path):
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def test_the_base_image_the_build_test_pulls_is_the_dockerfiles():
+    froms = [
+        line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("FROM ")
+    ]
+    assert froms and set(froms) == {BASE_IMAGE}
