@@ -92,6 +92,8 @@ class StartRequest:
     custom_properties: list[tuple[str, str]] = field(default_factory=list)
     kv_items: list[KvItem] = field(default_factory=list)
     all_task_ids_must_exist: bool = False
+    dry_run: bool = False
+    """Resolve and filter as for a start, then start nothing and write no key-value item."""
 
 
 @dataclass
@@ -108,6 +110,8 @@ class StartResult:
     started: list[dict[str, str]] = field(default_factory=list)
     not_found: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    would_start: list[dict[str, str]] = field(default_factory=list)
+    """A dry run's answer: every task a start would have handed to QRS."""
 
     def outcomes(self) -> dict[str, str]:
         """Lower-case task id -> started / failed: ... / notFound / denied / invalid."""
@@ -174,8 +178,12 @@ class TaskStarter:
             result.denied_ids.extend({"taskId": ref["taskId"]} for ref in id_refs)
             id_refs = []
 
-        self._write_kv_items(request.kv_items)
         to_start = _unique(id_refs + [r for refs in by_tag + by_cp for r in refs])
+        if request.dry_run:
+            result.would_start = to_start
+            _log_result(trigger, result, dry_run=True)
+            return result
+        self._write_kv_items(request.kv_items)
         refused = self._start_all(to_start)
         for ref in to_start:
             if ref["taskId"] in refused:
@@ -305,19 +313,23 @@ def _named_item(item: Mapping[str, Any]) -> str:
     return f"custom property {item.get('name')}={item.get('value')}"
 
 
-def _log_result(trigger: Trigger, result: StartResult) -> None:
-    """One line naming every task QRS started, and the refusals; WARN when a start failed."""
+def _log_result(trigger: Trigger, result: StartResult, dry_run: bool = False) -> None:
+    """One line naming every task QRS started (or, in a dry run, would have), and the
+    refusals; WARN when a start failed."""
     denied = result.denied_ids + result.denied_tags + result.denied_cps
+    started, verb = (result.would_start, "would start") if dry_run else (result.started, "started")
     for failed in result.failed:
         log.warning(
             "Task start via %s: task %s failed: %s", trigger, _named_item(failed), failed["message"]
         )
     log.log(
         logging.WARNING if result.failed else logging.INFO,
-        "Task start via %s: %d started%s, %d failed%s, %d invalid%s, %d denied%s",
+        "Task start via %s%s: %d %s%s, %d failed%s, %d invalid%s, %d denied%s",
         trigger,
-        len(result.started),
-        _listed(result.started),
+        " (dry run)" if dry_run else "",
+        len(started),
+        verb,
+        _listed(started),
         len(result.failed),
         _listed(result.failed),
         len(result.invalid_ids),

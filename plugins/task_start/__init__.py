@@ -62,6 +62,14 @@ RESPONSES: dict[int, str | Reply] = {
 
 class StartQuery(Schema):
     allTaskIdsMustExist = LoadScriptBoolean(load_default=False)
+    dryRun = LoadScriptBoolean(
+        load_default=False,
+        metadata={
+            "description": "Resolve ids, tags and custom properties and apply the filter, "
+            "then start nothing: the answer lists tasksWouldStart (no QRS start, no "
+            "key-value item written)"
+        },
+    )
 
 
 @hookimpl
@@ -100,9 +108,10 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             )
         request = parse_start_body(call.body, task_id)
         request.all_task_ids_must_exist = call.query["allTaskIdsMustExist"]
+        request.dry_run = call.query["dryRun"]
         result = starter.start(request, Trigger.rest(call.client))
         return Response(
-            json.dumps(start_response(result), indent=2, ensure_ascii=False),
+            json.dumps(start_response(result, request.dry_run), indent=2, ensure_ascii=False),
             mimetype="application/json",
         )
 

@@ -9,9 +9,12 @@ from marshmallow import Schema, fields, validate
 from butler.tasks import StartResult
 
 
-def start_response(result: StartResult) -> dict[str, Any]:
-    """Per-kind lists of what was started, denied, invalid, not found or failed."""
-    return {
+def start_response(result: StartResult, dry_run: bool = False) -> dict[str, Any]:
+    """Per-kind lists of what was started, denied, invalid, not found or failed.
+
+    A dry run adds ``tasksWouldStart``; its started lists are empty, as nothing started.
+    """
+    answer: dict[str, Any] = {
         "tasksId": {
             "started": result.started_by_id,
             "invalid": result.invalid_ids,
@@ -26,6 +29,9 @@ def start_response(result: StartResult) -> dict[str, Any]:
         "tasksFailed": result.failed,
         "totalTasksStarted": len(result.started),
     }
+    if dry_run:
+        answer["tasksWouldStart"] = result.would_start
+    return answer
 
 
 class TaskRef(Schema):
@@ -88,6 +94,10 @@ class StartAnswer(Schema):
     tasksNotFound = fields.List(fields.Nested(TaskId), required=True)
     tasksFailed = fields.List(fields.Nested(FailedTask), required=True)
     totalTasksStarted = fields.Integer(required=True)
+    tasksWouldStart = fields.List(
+        fields.Nested(TaskRef),
+        metadata={"description": "Only with ?dryRun=true: what a start would have started"},
+    )
 
 
 _SALES = {"taskId": "7552d9fc-d1bb-4975-9a38-18357de531ea", "taskName": "Reload Sales"}

@@ -443,3 +443,58 @@ def test_stuck_qrs_calls_leave_workers_for_quick_routes(butler, qrs_simulator):
     for thread in starters:
         thread.join(30)
     assert len(results) == 10
+
+
+# --- dry run -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "flag"), [("PUT", "true"), ("POST", "TRUE")])
+def test_a_dry_run_resolves_and_filters_but_starts_nothing(butler, qrs_simulator, method, flag):
+    url, _ = butler({"startTaskFilter": SEED_FILTER}, kv=True)
+    qrs_simulator.reset_log()
+    body = [
+        *start_ids_body(APP1, SCHED, "abc123"),
+        {"type": "starttasktag", "payload": {"tag": "startTask1"}},
+        {"type": "keyvaluestore", "payload": {"namespace": "dry", "key": "k", "value": "v"}},
+    ]
+    response = requests.request(
+        method, f"{url}/v4/reloadtask/-/start", params={"dryRun": flag}, json=body, timeout=10
+    )
+    assert response.status_code == 200
+    answer = response.json()
+    tagged = sorted(qrs_simulator.task_ids("startTask1"))
+    would = answer["tasksWouldStart"]
+    assert sorted(t["taskId"] for t in would) == sorted({APP1, *tagged})
+    assert all(t["taskName"] for t in would)
+    assert answer["tasksId"] == {
+        "started": [],
+        "invalid": [{"taskId": "abc123"}],
+        "denied": [{"taskId": SCHED}],
+    }
+    assert answer["tasksTag"] == [] and answer["tasksCP"] == [] and answer["tasksStarted"] == []
+    assert answer["totalTasksStarted"] == 0
+    assert [r.method for r in qrs_simulator.requests() if r.method != "GET"] == []
+    assert qrs_simulator.starts() == []
+    assert requests.get(f"{url}/v4/keyvaluesnamespaces", timeout=5).json() == []
+
+
+def test_a_dry_run_applies_all_task_ids_must_exist(butler, qrs_simulator):
+    url, _ = butler()
+    response = requests.put(
+        f"{url}/v4/reloadtask/-/start",
+        params={"dryRun": "true", "allTaskIdsMustExist": "true"},
+        json=start_ids_body(APP1, UNKNOWN),
+        timeout=10,
+    )
+    answer = response.json()
+    assert answer["tasksWouldStart"] == []
+    assert answer["tasksId"]["denied"] == [{"taskId": APP1}]
+    assert answer["tasksNotFound"] == [{"taskId": UNKNOWN}]
+    assert qrs_simulator.starts() == []
+
+
+def test_without_dry_run_the_answer_has_no_would_start_list(butler, qrs_simulator):
+    url, _ = butler()
+    answer = requests.put(f"{url}/v4/reloadtask/{APP1}/start", json=[], timeout=10).json()
+    assert "tasksWouldStart" not in answer
+    assert answer["totalTasksStarted"] == 1
