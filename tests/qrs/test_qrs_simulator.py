@@ -432,7 +432,7 @@ def test_main_runs_until_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert code == 0
     assert "QRS simulator on https://127.0.0.1:" in out
-    assert "with 11 tasks" in out
+    assert "with 16 tasks" in out  # 11 built-in + 5 synthetic
     assert (tmp_path / "c" / "client.pem").is_file()
 
 
