@@ -20,7 +20,8 @@ from typing import Any
 from ruamel.yaml import YAML
 
 __all__ = [
-    "STATUS_STARTED",
+    "STATUS_NAMES",
+    "UNFINISHED",
     "Execution",
     "Task",
     "build_task",
@@ -28,6 +29,7 @@ __all__ = [
     "load_catalogue",
     "rendered_task",
     "result_json",
+    "script_log",
     "session_json",
     "synthetic_task",
 ]
@@ -40,9 +42,35 @@ _MODIFIED_BY = "INTERNAL\\sa_repository"
 _NODE = "central"
 _GUID_RE = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
+# QRS's TaskExecutionStatus enum (QRS API reference, "TaskExecutionStatus"); 13 and 14 are
+# distribution states this simulator never enters.
+STATUS_NAMES = {
+    0: "NeverStarted",
+    1: "Triggered",
+    2: "Started",
+    3: "Queued",
+    4: "AbortInitiated",
+    5: "Aborting",
+    6: "Aborted",
+    7: "FinishedSuccess",
+    8: "FinishedFail",
+    9: "Skipped",
+    10: "Retry",
+    11: "Error",
+    12: "Reset",
+    13: "DistributionQueue",
+    14: "DistributionRunning",
+}
+STATUS_TRIGGERED = 1
 STATUS_STARTED = 2
-_STATUS_SUCCESS = 7
-_STATUS_FAILED = 8
+STATUS_QUEUED = 3
+STATUS_SUCCESS = 7
+STATUS_FAILED = 8
+UNFINISHED = frozenset({STATUS_TRIGGERED, STATUS_STARTED, STATUS_QUEUED})
+
+# ExecutionResultDetail.detailsType
+_DETAIL_ERROR = 0
+_DETAIL_INFORMATION = 2
 
 
 @dataclass
@@ -64,22 +92,34 @@ class Task:
 
 @dataclass
 class Execution:
-    """One start. Its state follows from the clock (running for the task's ``duration``, then
-    the task's ``outcome``), so the simulator needs no timer thread per execution."""
+    """One start: one execution session and its execution result.
+
+    Duration and outcome are the task's when it was triggered. ``started`` is set by the
+    scheduler queue (``qrs_simulator.executions``) once a slot is free; before that the
+    execution is Triggered (until ``ready``) and then Queued.
+    """
 
     session_id: str
     result_id: str
     task: Task
-    started: float
+    triggered: float
+    ready: float
+    duration: float
+    outcome: str
+    file_reference_id: str
+    started: float | None = None
 
     @property
     def finished(self) -> float:
-        return self.started + self.task.duration
+        """When it ends (infinity while not started)."""
+        return float("inf") if self.started is None else self.started + self.duration
 
     def status(self, now: float) -> int:
+        if self.started is None:
+            return STATUS_TRIGGERED if now < self.ready else STATUS_QUEUED
         if now < self.finished:
             return STATUS_STARTED
-        return _STATUS_SUCCESS if self.task.outcome == "success" else _STATUS_FAILED
+        return STATUS_SUCCESS if self.outcome == "success" else STATUS_FAILED
 
 
 def load_catalogue(source: Path | str | Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -189,7 +229,7 @@ def rendered_task(task: Task, now: float) -> tuple[dict[str, Any], bytes]:
         return cached[1], cached[2]
     item = _task_json(task, now)
     data = json.dumps(item, separators=(",", ":")).encode("utf-8")
-    if status != STATUS_STARTED:  # a running execution's duration changes every call
+    if status not in UNFINISHED:  # an unfinished execution's duration changes every call
         task.rendered = (key, item, data)
     return item, data
 
@@ -292,55 +332,174 @@ def _never_run(task: Task) -> dict[str, Any]:
     }
 
 
-def result_json(execution: Execution, now: float) -> dict[str, Any]:
+def _detail(execution: Execution, at: float, message: str, kind: int) -> dict[str, Any]:
+    return {
+        "id": _stable_id("detail", f"{execution.result_id}:{message}"),
+        "detailsType": kind,
+        "message": message,
+        "detailCreatedDate": _iso(at),
+        "privileges": None,
+    }
+
+
+def _details(execution: Execution, status: int) -> list[dict[str, Any]]:
+    """The state changes so far, oldest first, worded like the scheduler's messages."""
+    details = [
+        _detail(
+            execution, execution.triggered, "Changing task state to Triggered", _DETAIL_INFORMATION
+        ),
+    ]
+    if status == STATUS_TRIGGERED:
+        return details
+    started = execution.started
+    if started is None or started > execution.ready:
+        details.append(
+            _detail(
+                execution,
+                execution.ready,
+                "Changing task state from Triggered to Queued",
+                _DETAIL_INFORMATION,
+            )
+        )
+    if started is None:
+        return details
+    before = "Queued" if started > execution.ready else "Triggered"
+    details.append(
+        _detail(
+            execution, started, f"Changing task state from {before} to Started", _DETAIL_INFORMATION
+        )
+    )
+    if status == STATUS_SUCCESS:
+        details.append(
+            _detail(
+                execution,
+                execution.finished,
+                "Changing task state from Started to FinishedSuccess",
+                _DETAIL_INFORMATION,
+            )
+        )
+    elif status == STATUS_FAILED:
+        details.append(
+            _detail(
+                execution,
+                execution.finished,
+                "Task finished with state FinishedFail: the reload script failed (simulated)",
+                _DETAIL_ERROR,
+            )
+        )
+    return details
+
+
+def _result_condensed(execution: Execution, now: float) -> dict[str, Any]:
+    """``ExecutionResultCondensed``: what ``/qrs/executionresult`` and an execution session
+    embed (no task, app or execution id)."""
     status = execution.status(now)
+    started = execution.started
+    finished = status not in UNFINISHED
+    has_log = finished and execution.task.task_type == 0
+    if started is None:
+        duration = 0
+    else:
+        duration = int(((execution.finished if finished else now) - started) * 1000)
+    return {
+        "id": execution.result_id,
+        "privileges": None,
+        "executingNodeName": _NODE if started is not None else "",
+        "status": status,
+        "startTime": _iso(started) if started is not None else _NEVER,
+        "stopTime": _iso(execution.finished) if finished else _NEVER,
+        "duration": duration,
+        "fileReferenceID": execution.file_reference_id if has_log else _ZERO_GUID,
+        "scriptLogAvailable": has_log,
+        "details": _details(execution, status),
+        "scriptLogLocation": _log_location(execution) if has_log else "",
+        "scriptLogSize": len(script_log(execution).encode("utf-8")) if has_log else 0,
+    }
+
+
+def result_json(execution: Execution, now: float, *, full: bool = True) -> dict[str, Any]:
+    """``ExecutionResult`` (``full``) or ``ExecutionResultCondensed``, as QRS answers them."""
+    condensed = _result_condensed(execution, now)
+    if not full:
+        return condensed
     task = execution.task
-    running = status == STATUS_STARTED
-    stop = execution.finished
-    message = {
-        STATUS_STARTED: "Reload started",
-        _STATUS_SUCCESS: "Reload finished successfully",
-        _STATUS_FAILED: "Reload failed (simulated)",
-    }[status]
     return {
         **_stamp(execution.result_id),
+        **condensed,
+        "taskID": task.id,
         "executionID": execution.session_id,
         "appID": task.app["id"] if task.app else _ZERO_GUID,
-        "taskID": task.id,
-        "executingNodeName": _NODE,
-        "status": status,
-        "startTime": _iso(execution.started),
-        "stopTime": _NEVER if running else _iso(stop),
-        "duration": int(((now if running else stop) - execution.started) * 1000),
-        "fileReferenceID": _ZERO_GUID,
-        "scriptLogAvailable": False,
-        "details": [
-            {"detailsType": 1 if status != _STATUS_FAILED else 2, "message": message},
-        ],
-        "scriptLogLocation": "",
-        "scriptLogSize": 0,
-        "privileges": None,
+        "executingNodeID": _stable_id("node", _NODE) if execution.started else _ZERO_GUID,
         "schemaPath": "ExecutionResult",
     }
 
 
-def session_json(execution: Execution) -> dict[str, Any]:
+def session_json(execution: Execution, now: float, *, full: bool = True) -> dict[str, Any]:
+    """``ExecutionSession`` (``full``) or ``ExecutionSessionCondensed``.
+
+    A session has no status of its own: it is in the embedded ``executionResult``.
+    """
     task = execution.task
+    condensed_task_json = {
+        "id": task.id,
+        "name": task.name,
+        "taskType": task.task_type,
+        "enabled": task.enabled,
+        "privileges": None,
+    }
+    item: dict[str, Any] = {
+        "id": execution.session_id,
+        "privileges": None,
+        "executingNode": {"id": _stable_id("node", _NODE), "privileges": None},
+        "executionResult": _result_condensed(execution, now),
+        "abortAt": _NEVER,
+        "abortReason": 0,
+        "reloadTask": condensed_task_json if task.task_type == 0 else None,
+        "userSyncTask": None,
+        "externalProgramTask": condensed_task_json if task.task_type == 1 else None,
+    }
+    if not full:
+        return item
     return {
         **_stamp(execution.session_id),
-        "task": {
-            "id": task.id,
-            "name": task.name,
-            "taskType": task.task_type,
-            "enabled": task.enabled,
-            "privileges": None,
-        },
+        **item,
+        "retries": 0,
         "app": _app_json(task.app),
-        "user": None,
-        "executingNodeID": _stable_id("node", _NODE),
-        "status": STATUS_STARTED,
-        "scriptLogLocation": "",
-        "scriptLogSize": 0,
-        "privileges": None,
+        "user": _MODIFIED_BY,
         "schemaPath": "ExecutionSession",
     }
+
+
+def _log_location(execution: Execution) -> str:
+    app_id = execution.task.app["id"] if execution.task.app else _ZERO_GUID
+    return f"\\\\central\\QlikShare\\ArchivedLogs\\central\\{app_id}.{execution.result_id}.log"
+
+
+def script_log(execution: Execution) -> str:
+    """The reload's script log: a short success, or a failure that ends in a script error.
+
+    A failed one is longer than the 50 lines Butler keeps as a tail, so a tail is a real cut.
+    """
+    task = execution.task
+    started = execution.started or execution.triggered
+    stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y%m%dT%H%M%S.000+0000")
+    app = task.app["name"] if task.app else task.name
+    lines = [
+        f"{stamp} Execution started.",
+        f"{stamp} Qlik Sense Server Version 14.187.4 (simulated)",
+        f"{stamp} Reloading app {app} for task {task.name}",
+    ]
+    fetches = 60 if execution.outcome == "fail" else 5
+    lines.extend(
+        f"{stamp} Table{index:02d} << source{index:02d}.qvd {index * 1000} Lines fetched"
+        for index in range(1, fetches + 1)
+    )
+    if execution.outcome == "fail":
+        lines += [
+            f"{stamp} Error: Field 'OrderDate' not found (simulated failure)",
+            f"{stamp} Execution Failed",
+            f"{stamp} Execution finished.",
+        ]
+    else:
+        lines += [f"{stamp} App saved", f"{stamp} Execution finished."]
+    return "\r\n".join(lines) + "\r\n"

@@ -170,7 +170,7 @@ def test_simulator_form_serves_with_certificates_outside_the_current_folder(work
         try:
             assert process.stdout is not None
             lines = [process.stdout.readline() for _ in range(6)]
-            assert f"QRS simulator on https://127.0.0.1:{port} with 6 tasks\n" in lines, lines
+            assert f"QRS simulator on https://127.0.0.1:{port} with 11 tasks\n" in lines, lines
             with pytest.raises(requests.exceptions.SSLError):
                 requests.get(f"https://127.0.0.1:{port}/qrs/about", timeout=5)
         finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import requests
 
 from butler.testing.certs import CertPaths, generate_certificates
 from butler.testing.qrs_simulator import QrsSimulator, load_catalogue, main
+from tests.qrs.conftest import KEY, Qrs
 
 APP1 = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"
 APP2 = "7552d9fc-d1bb-4975-9a38-18357de531ea"
@@ -22,54 +22,6 @@ APP3 = "fb0f317d-da91-4b86-aafa-0174ae1e8c8f"
 TEMPLATE = "0fe447a9-ba1f-44a9-ac23-68c3a1d88d8b"
 FAILING = "2d4e6f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5"
 UNKNOWN = "a1a11a11-b1c0-4879-88fc-c7cdd9c1cf3e"
-KEY = "0123456789abcdef"
-
-
-class Qrs:
-    """A bare requests session with the client certificate: exercises the simulator only."""
-
-    def __init__(self, sim: QrsSimulator, certs: CertPaths | None, cert: bool = True):
-        self.base = sim.url
-        self.session = requests.Session()
-        self.session.trust_env = False
-        if certs is not None:
-            self.session.verify = str(certs.ca)
-            if cert:
-                self.session.cert = (str(certs.client_cert), str(certs.client_key))
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        body: Any = None,
-        xrfkey: str | None = KEY,
-        header_key: str | None = KEY,
-        timeout: float = 5.0,
-    ) -> requests.Response:
-        query = dict(params or {})
-        if xrfkey is not None:
-            query["xrfkey"] = xrfkey
-        headers = {"X-Qlik-Xrfkey": header_key} if header_key is not None else {}
-        return self.session.request(
-            method,
-            self.base + path,
-            params=query,
-            headers=headers,
-            json=body,
-            timeout=timeout,
-        )
-
-    def close(self) -> None:
-        self.session.close()
-
-
-@pytest.fixture
-def qrs(qrs_simulator: QrsSimulator, qrs_certs: CertPaths) -> Iterator[Qrs]:
-    client = Qrs(qrs_simulator, qrs_certs)
-    yield client
-    client.close()
 
 
 def ids(response: requests.Response) -> list[str]:
@@ -236,7 +188,7 @@ def test_start_synchronous_returns_session_and_result(
     session_id = response.json()["value"]
     assert qrs_simulator.starts()[0].session_id == session_id
     results = qrs.call(
-        "GET", "/qrs/executionresult", params={"filter": f"executionID eq {session_id}"}
+        "GET", "/qrs/executionresult/full", params={"filter": f"executionID eq {session_id}"}
     ).json()
     assert [(r["taskID"], r["status"]) for r in results] == [(FAILING, 8)]
     # A finished execution no longer has a session, as in QRS.
@@ -250,7 +202,8 @@ def test_running_execution_has_a_session(qrs: Qrs, qrs_simulator: QrsSimulator) 
     session_id = qrs.call("POST", f"/qrs/task/{slow}/start/synchronous").json()["value"]
     session = qrs.call("GET", f"/qrs/executionsession/{session_id}")
     assert session.status_code == 200
-    assert session.json()["task"]["id"] == slow
+    assert session.json()["reloadTask"]["id"] == slow
+    assert session.json()["executionResult"]["status"] == 2
     (result,) = qrs.call(
         "GET", "/qrs/executionresult", params={"filter": f"taskID eq {slow}"}
     ).json()
@@ -479,7 +432,7 @@ def test_main_runs_until_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert code == 0
     assert "QRS simulator on https://127.0.0.1:" in out
-    assert "with 11 tasks" in out
+    assert "with 16 tasks" in out  # 11 built-in + 5 synthetic
     assert (tmp_path / "c" / "client.pem").is_file()
 
 

@@ -52,6 +52,12 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
         "--synthetic-tasks", type=int, default=0, help="add N generated tasks sharing one tag"
     )
     parser.add_argument("--synthetic-tag", default="bench", help="tag of the generated tasks")
+    parser.add_argument(
+        "--max-concurrent-reloads",
+        type=int,
+        default=4,
+        help="executions running at once; later starts wait Queued (4)",
+    )
     args = parser.parse_args(argv)
 
     if not logging.getLogger().handlers:
@@ -65,6 +71,7 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
         synthetic_tasks=args.synthetic_tasks,
         synthetic_tag=args.synthetic_tag,
         latency=args.latency_ms / 1000.0,
+        max_concurrent_reloads=args.max_concurrent_reloads,
     )
     with simulator:
         print(f"QRS simulator on {simulator.url} with {len(simulator.task_ids())} tasks")

@@ -67,10 +67,12 @@ class Recorder:
         self._new_connections = 0
         self._rejected_connections = 0
         self._delayed = 0
+        self._request_count = 0
 
     def add_request(self, record: RequestRecord) -> None:
         with self._lock:
             self._requests.append(record)
+            self._request_count += 1
 
     def add_start(self, record: StartRecord) -> None:
         """Record a start and wake ``wait_for_starts``."""
@@ -117,6 +119,11 @@ class Recorder:
             return list(self._starts)
 
     @property
+    def request_count(self) -> int:
+        with self._lock:
+            return self._request_count
+
+    @property
     def new_connections(self) -> int:
         with self._lock:
             return self._new_connections
@@ -130,6 +137,7 @@ class Recorder:
         with self._lock:
             self._requests.clear()
             self._starts.clear()
+            self._request_count = 0
             self._new_connections = 0
             self._rejected_connections = 0
 

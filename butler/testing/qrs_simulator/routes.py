@@ -13,14 +13,11 @@ import json
 import logging
 import re
 import threading
-import time
-import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 from butler.testing.qrs_catalogue import (
-    STATUS_STARTED,
+    UNFINISHED,
     Execution,
     Task,
     build_task,
@@ -31,6 +28,7 @@ from butler.testing.qrs_catalogue import (
     synthetic_task,
 )
 from butler.testing.qrs_filter import FilterError, filter_items, parse_filter
+from butler.testing.qrs_simulator.executions import Clock, ExecutionQueue
 from butler.testing.qrs_simulator.recording import Recorder, StartRecord
 from butler.testing.qrs_simulator.server import Reply, Request
 
@@ -73,7 +71,8 @@ class QrsRoutes:
 
     ``catalogue_data`` is a loaded catalogue; ``synthetic`` is the count and tag of generated
     tasks. The constructor builds no tasks: the simulator calls ``reset_catalogue`` once the
-    rest of it is set up. The execution log keeps the newest ``max_log``.
+    rest of it is set up. ``executions`` is the scheduler queue; ``clock`` gives "now" for
+    starts and for every state read (the simulator can swap it for a test's clock).
     """
 
     def __init__(
@@ -83,15 +82,16 @@ class QrsRoutes:
         *,
         lock: threading.RLock,
         recorder: Recorder,
-        max_log: int,
+        executions: ExecutionQueue,
+        clock: Clock,
     ):
         self._catalogue_data = catalogue_data
         self._synthetic = synthetic
         self._lock = lock
         self._recorder = recorder
-        self._max_log = max_log
         self._tasks: dict[str, Task] = {}
-        self._executions: OrderedDict[str, Execution] = OrderedDict()
+        self._executions = executions
+        self.clock = clock
 
     # ----------------------------------------------------------------- catalogue
 
@@ -101,13 +101,34 @@ class QrsRoutes:
         tasks.extend(synthetic_task(index, tag) for index in range(1, count + 1))
         with self._lock:
             self._tasks = {task.id: task for task in tasks}
-            self._executions.clear()
 
     def add_task(self, spec: Mapping[str, Any]) -> str:
         task = build_task(spec)
         with self._lock:
             self._tasks[task.id] = task
         return task.id
+
+    def set_execution(
+        self, task_id: str, *, duration: float | None = None, outcome: str | None = None
+    ) -> None:
+        """Change how the task's later starts run (duration in seconds, ``success``/``fail``)."""
+        if outcome is not None and outcome not in ("success", "fail"):
+            raise ValueError("outcome must be 'success' or 'fail'")
+        with self._lock:
+            task = self._tasks.get(task_id.lower())
+            if task is None:
+                raise KeyError(task_id)
+            if duration is not None:
+                task.duration = max(0.0, float(duration))
+            if outcome is not None:
+                task.outcome = outcome
+
+    def now(self) -> float:
+        """The clock's time, with the scheduler queue played out up to it; caller holds the
+        lock, so every answer sees one consistent instant."""
+        now = self.clock()
+        self._executions.advance(now)
+        return now
 
     def remove_task(self, task_id: str) -> None:
         with self._lock:
@@ -173,8 +194,8 @@ class QrsRoutes:
     def _list_tasks(
         self, query: Mapping[str, str], *, full: bool, reload_only: bool = False
     ) -> Reply:
-        now = time.time()
         with self._lock:
+            now = self.now()
             tasks = [t for t in self._tasks.values() if not reload_only or t.task_type == 0]
         entries = [rendered_task(task, now) for task in tasks]
         text = query.get("filter")
@@ -234,43 +255,124 @@ class QrsRoutes:
                 self._start(task, "/qrs/task/start/many")
         return Reply(204)
 
-    def _execution_session(
-        self, match: re.Match[str], query: Mapping[str, str], body: Any
-    ) -> Reply:
-        now = time.time()
+    def _session_list(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> Reply:
+        """``/qrs/executionsession[/full]``: sessions exist only while an execution is
+        unfinished; QRS deletes a session when its execution ends."""
+        full = match.group("full") is not None
         with self._lock:
-            execution = self._executions.get(match.group("id"))
-            if execution is None or execution.status(now) != STATUS_STARTED:
-                raise _ClientError(404, "")
-            return Reply(200, session_json(execution))
+            now = self.now()
+            live = [e for e in self._executions.all() if e.status(now) in UNFINISHED]
+            return _filtered([session_json(e, now) for e in live], query, full, _condense_session)
 
-    def _execution_results(
+    def _session_one(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> Reply:
+        with self._lock:
+            now = self.now()
+            execution = self._executions.session(match.group("id"))
+            if execution is None or execution.status(now) not in UNFINISHED:
+                raise _ClientError(404, "")
+            return Reply(200, session_json(execution, now))
+
+    def _result_list(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> Reply:
+        """``/qrs/executionresult[/full]``: one result per start. The filter sees the full
+        object (``executionID``, ``taskID``), the condensed answer does not carry them."""
+        full = match.group("full") is not None
+        with self._lock:
+            now = self.now()
+            objects = [result_json(e, now) for e in self._executions.all()]
+        return _filtered(objects, query, full, _condense_result)
+
+    def _result_one(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> Reply:
+        with self._lock:
+            now = self.now()
+            execution = self._executions.result(match.group("id"))
+            if execution is None:
+                raise _ClientError(404, "")
+            return Reply(200, result_json(execution, now))
+
+    def _script_log_reference(
         self, match: re.Match[str], query: Mapping[str, str], body: Any
     ) -> Reply:
-        now = time.time()
+        """Step one of a script log download: ``scriptlog?fileReferenceId=`` (QRS before May
+        2025) or ``scriptlogfile?executionResultId=`` (May 2025 on) answer ``{"value": ref}``."""
+        by_result = match.group("kind") == "scriptlogfile"
+        name = "executionResultId" if by_result else "fileReferenceId"
+        wanted = next((v for k, v in query.items() if k.lower() == name.lower()), "").lower()
         with self._lock:
-            objects = [result_json(execution, now) for execution in self._executions.values()]
-        try:
-            return Reply(200, filter_items(objects, query.get("filter")))
-        except FilterError as exc:
-            raise _ClientError(400, f"Invalid filter: {exc}") from exc
+            now = self.now()
+            task_id = match.group("id")
+            found = [
+                e
+                for e in self._executions.all()
+                if e.task.id == task_id
+                and (e.result_id if by_result else e.file_reference_id) == wanted
+                and e.task.task_type == 0
+                and e.status(now) not in UNFINISHED
+            ]
+            if not found:
+                raise _ClientError(404, "")
+            return Reply(200, {"value": self._executions.offer_download(found[0])})
+
+    def _download(self, match: re.Match[str], query: Mapping[str, str], body: Any) -> Reply:
+        with self._lock:
+            text = self._executions.download(match.group("ref"))
+        if text is None:
+            raise _ClientError(404, "")
+        return Reply(200, text, "text/plain; charset=utf-8")
 
     def _start(self, task: Task, route: str) -> Execution:
-        """Record one start; caller holds the lock."""
-        now = time.time()
-        execution = Execution(
-            session_id=str(uuid.uuid4()),
-            result_id=str(uuid.uuid4()),
-            task=task,
-            started=now,
-        )
-        task.last_execution = execution
-        self._executions[execution.session_id] = execution
-        while len(self._executions) > self._max_log:
-            self._executions.popitem(last=False)
+        """Trigger one execution and record the start; caller holds the lock."""
+        now = self.now()
+        execution = self._executions.trigger(task, now)
+        self._executions.advance(now)
         self._recorder.add_start(StartRecord(task.id, task.name, now, route, execution.session_id))
         _log.info("task started: %s (%s) via %s", task.id, task.name, route)
         return execution
+
+
+def _condense_result(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: item[key] for key in _RESULT_CONDENSED_KEYS}
+
+
+def _condense_session(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: item[key] for key in _SESSION_CONDENSED_KEYS}
+
+
+_RESULT_CONDENSED_KEYS = (
+    "id",
+    "privileges",
+    "executingNodeName",
+    "status",
+    "startTime",
+    "stopTime",
+    "duration",
+    "fileReferenceID",
+    "scriptLogAvailable",
+    "details",
+    "scriptLogLocation",
+    "scriptLogSize",
+)
+_SESSION_CONDENSED_KEYS = (
+    "id",
+    "privileges",
+    "executingNode",
+    "executionResult",
+    "abortAt",
+    "abortReason",
+    "reloadTask",
+    "userSyncTask",
+    "externalProgramTask",
+)
+
+
+def _filtered(
+    objects: list[dict[str, Any]], query: Mapping[str, str], full: bool, condense: Any
+) -> Reply:
+    """Filter full objects as QRS does, then answer them full or condensed."""
+    try:
+        matched = filter_items(objects, query.get("filter"))
+    except FilterError as exc:
+        raise _ClientError(400, f"Invalid filter: {exc}") from exc
+    return Reply(200, matched if full else [condense(item) for item in matched])
 
 
 _ROUTES: list[tuple[re.Pattern[str], tuple[str, ...], Any]] = [
@@ -285,10 +387,18 @@ _ROUTES: list[tuple[re.Pattern[str], tuple[str, ...], Any]] = [
         ("POST",),
         QrsRoutes._start_by_id,
     ),
+    (re.compile(r"/qrs/executionsession(?P<full>/full)?"), ("GET",), QrsRoutes._session_list),
+    (re.compile(rf"/qrs/executionsession/(?P<id>{_GUID})"), ("GET",), QrsRoutes._session_one),
+    (re.compile(r"/qrs/executionresult(?P<full>/full)?"), ("GET",), QrsRoutes._result_list),
+    (re.compile(rf"/qrs/executionresult/(?P<id>{_GUID})"), ("GET",), QrsRoutes._result_one),
     (
-        re.compile(rf"/qrs/executionsession/(?P<id>{_GUID})"),
+        re.compile(rf"/qrs/reloadtask/(?P<id>{_GUID})/(?P<kind>scriptlog|scriptlogfile)"),
         ("GET",),
-        QrsRoutes._execution_session,
+        QrsRoutes._script_log_reference,
     ),
-    (re.compile(r"/qrs/executionresult"), ("GET",), QrsRoutes._execution_results),
+    (
+        re.compile(rf"/qrs/download/reloadtask/(?P<ref>{_GUID})/[^/]+"),
+        ("GET",),
+        QrsRoutes._download,
+    ),
 ]

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from butler.testing.certs import CertPaths
 from butler.testing.qrs_catalogue import load_catalogue
+from butler.testing.qrs_simulator.executions import Clock, ExecutionQueue
 from butler.testing.qrs_simulator.faults import Fault, FaultInjector
 from butler.testing.qrs_simulator.recording import (
     Recorder,
@@ -42,6 +44,10 @@ class QrsSimulator:
     serves plain HTTP (for Butler's ``useSSL: false``). ``synthetic_tasks`` adds that many
     generated tasks sharing the tag ``synthetic_tag`` (for benchmarks). The request, start
     and execution logs keep the newest ``max_log`` entries, so a long demo run stays small.
+
+    Executions follow Qlik's scheduler: at most ``max_concurrent_reloads`` run at once, the
+    rest wait Queued; each is Triggered for ``start_delay`` seconds first. ``clock`` (default
+    ``time.time``) gives "now" for every start and state; see ``docs/qrs-simulator.md``.
     """
 
     def __init__(
@@ -55,6 +61,9 @@ class QrsSimulator:
         synthetic_tag: str = "bench",
         latency: float = 0.0,
         max_log: int = 100_000,
+        max_concurrent_reloads: int = 4,
+        start_delay: float = 0.0,
+        clock: Clock = time.time,
     ):
         self.host = host
         catalogue_data = load_catalogue(catalogue)
@@ -65,8 +74,17 @@ class QrsSimulator:
             synthetic = (int(from_file.get("count", 0)), str(from_file.get("tag", synthetic_tag)))
         self._lock = threading.RLock()
         self._recorder = Recorder(self._lock, max_log)
+        self._defaults = (max_concurrent_reloads, start_delay, clock)
+        self._executions = ExecutionQueue(
+            max_concurrent=max_concurrent_reloads, start_delay=start_delay, max_log=max_log
+        )
         self._routes = QrsRoutes(
-            catalogue_data, synthetic, lock=self._lock, recorder=self._recorder, max_log=max_log
+            catalogue_data,
+            synthetic,
+            lock=self._lock,
+            recorder=self._recorder,
+            executions=self._executions,
+            clock=clock,
         )
         self._faults = FaultInjector(self._lock, latency, self._routes.task_by_name)
         self._server = Server(
@@ -124,6 +142,12 @@ class QrsSimulator:
         """Connections whose TLS handshake failed (no or untrusted client certificate)."""
         return self._recorder.rejected_connections
 
+    @property
+    def request_count(self) -> int:
+        """Requests answered or dropped since the last ``reset_log``, not bounded by
+        ``max_log`` (benchmarks count QRS requests per poll with it)."""
+        return self._recorder.request_count
+
     def reset_log(self) -> None:
         self._recorder.reset()
 
@@ -180,13 +204,18 @@ class QrsSimulator:
         self._faults.clear()
 
     def reset(self) -> None:
-        """Back to the state after construction: catalogue, no faults, no latency, empty log.
+        """Back to the state after construction: catalogue, no executions, the constructor's
+        queue settings and clock, no faults, no latency, empty log.
 
         Requests still waiting out a delay are cut off, so a request a test gave up on cannot
         start a task or appear in the log of the next test.
         """
         with self._lock:
             self._faults.reset()
+            max_concurrent, start_delay, clock = self._defaults
+            self.set_max_concurrent_reloads(max_concurrent)
+            self.set_start_delay(start_delay)
+            self.set_clock(clock)
             self.reset_catalogue()
             self.reset_log()
 
@@ -194,7 +223,9 @@ class QrsSimulator:
 
     def reset_catalogue(self) -> None:
         """Reload the catalogue given at construction; forgets added tasks and executions."""
-        self._routes.reset_catalogue()
+        with self._lock:
+            self._routes.reset_catalogue()
+            self._executions.clear()
 
     def add_task(self, spec: Mapping[str, Any]) -> str:
         """Add (or replace) one task given in catalogue format; returns its id."""
@@ -202,6 +233,36 @@ class QrsSimulator:
 
     def remove_task(self, task_id: str) -> None:
         self._routes.remove_task(task_id)
+
+    # ----------------------------------------------------------------- executions
+
+    def set_execution(
+        self, task_id: str, *, duration: float | None = None, outcome: str | None = None
+    ) -> None:
+        """Make the task's later starts run ``duration`` seconds and end with ``outcome``
+        (``"success"`` or ``"fail"``); executions already triggered keep theirs."""
+        self._routes.set_execution(task_id, duration=duration, outcome=outcome)
+
+    def set_max_concurrent_reloads(self, count: int) -> None:
+        """The scheduler's limit of executions running at once; the rest wait Queued.
+
+        Executions already started keep running; queued ones start as slots free up under
+        the new limit.
+        """
+        with self._lock:
+            self._routes.now()
+            self._executions.max_concurrent = max(1, int(count))
+
+    def set_start_delay(self, seconds: float) -> None:
+        """How long later starts stay Triggered before they queue or start."""
+        with self._lock:
+            self._executions.start_delay = max(0.0, float(seconds))
+
+    def set_clock(self, clock: Clock) -> None:
+        """Use ``clock`` for "now" (e.g. a :class:`ManualClock`); ``reset`` restores the
+        constructor's clock."""
+        with self._lock:
+            self._routes.clock = clock
 
     def task_ids(self, tag: str | None = None) -> list[str]:
         """Ids of all tasks, or of the tasks carrying ``tag`` (exact name), in catalogue order."""
