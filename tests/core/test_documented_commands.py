@@ -39,7 +39,8 @@ DOCUMENTED = {
     "butler --heartbeat-message x run": "help",
     "butler run --heartbeat-message x": "help",
     "butler simulate-qrs [--host 127.0.0.1] [--port 4242] [--certs DIR] [--no-tls] "
-    "[--catalogue FILE] [--latency-ms N] [--synthetic-tasks N] [--synthetic-tag bench]": "help",
+    "[--catalogue FILE] [--latency-ms N] [--synthetic-tasks N] [--synthetic-tag bench] "
+    "[--max-concurrent-reloads 4]": "help",
     "butler simulate-qrs": "help",
     "python -m butler.testing.qrs_simulator": "help",
     "python scripts/bench_http.py --duration 10 [--loglevel info]": "help",
