@@ -13,7 +13,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -75,32 +75,50 @@ def ping(session: requests.Session, url: str) -> int:
     return session.get(f"{url}/v4/butlerping", timeout=2).status_code
 
 
+@contextlib.contextmanager
+def trickling(socks: Sequence[socket.socket]) -> Iterator[threading.Lock]:
+    """Each socket sends a request line, then a header line every 0.2 s, until the block ends.
+
+    Hold the yielded lock while reading the sockets: a TLS socket must not be read by one
+    thread while another writes to it.
+    """
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def trickle() -> None:
+        with lock:
+            for sock in socks:
+                sock.sendall(b"GET /v4/butlerping HTTP/1.1\r\nHost: x\r\n")
+        while not stop.wait(0.2):
+            with lock:
+                for sock in socks:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"X-Slow: 1\r\n")
+
+    writer = threading.Thread(target=trickle)
+    writer.start()
+    try:
+        yield lock
+    finally:
+        stop.set()
+        writer.join(5)
+
+
 def test_trickling_headers_are_cut_and_ping_keeps_answering(
     server: str, other_host: requests.Session, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="butler.server")
     socks = [connect(server) for _ in range(16)]
-    stop = threading.Event()
-
-    def trickle() -> None:
-        for sock in socks:
-            sock.sendall(b"GET /v4/butlerping HTTP/1.1\r\nHost: x\r\n")
-        while not stop.wait(0.2):
-            for sock in socks:
-                with contextlib.suppress(OSError):
-                    sock.sendall(b"X-Slow: 1\r\n")
-
-    writer = threading.Thread(target=trickle)
-    writer.start()
     try:
-        for _ in range(10):
-            assert ping(other_host, server) == 200
-        assert all(closed_by_server(sock, within=5) for sock in socks)
+        with trickling(socks) as lock:
+            for _ in range(10):
+                assert ping(other_host, server) == 200
+            with lock:
+                cut = [closed_by_server(sock, within=5) for sock in socks]
     finally:
-        stop.set()
-        writer.join(5)
         for sock in socks:
             sock.close()
+    assert all(cut)
     assert "no complete request within 1 s" in caplog.text
     assert ping(other_host, server) == 200
 
@@ -170,10 +188,6 @@ def tls_connect(url: str, certs: CertPaths) -> ssl.SSLSocket:
     return context.wrap_socket(raw, server_hostname=host)
 
 
-def tls_ping(session: requests.Session, url: str) -> int:
-    return session.get(f"{url}/v4/butlerping", timeout=2).status_code
-
-
 def test_tls_trickling_headers_are_cut_and_ping_keeps_answering(
     tls_server: str,
     other_tls_host: requests.Session,
@@ -181,35 +195,19 @@ def test_tls_trickling_headers_are_cut_and_ping_keeps_answering(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="butler.server")
-    socks = [tls_connect(tls_server, certs) for _ in range(16)]
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def trickle() -> None:
-        with lock:
-            for sock in socks:
-                sock.sendall(b"GET /v4/butlerping HTTP/1.1\r\nHost: x\r\n")
-        while not stop.wait(0.2):
-            with lock:
-                for sock in socks:
-                    with contextlib.suppress(OSError):
-                        sock.sendall(b"X-Slow: 1\r\n")
-
-    writer = threading.Thread(target=trickle)
-    writer.start()
+    socks: list[socket.socket] = [tls_connect(tls_server, certs) for _ in range(16)]
     try:
-        for _ in range(10):
-            assert tls_ping(other_tls_host, tls_server) == 200
-        with lock:
-            cut = [closed_by_server(sock, within=5) for sock in socks]
+        with trickling(socks) as lock:
+            for _ in range(10):
+                assert ping(other_tls_host, tls_server) == 200
+            with lock:
+                cut = [closed_by_server(sock, within=5) for sock in socks]
     finally:
-        stop.set()
-        writer.join(5)
         for sock in socks:
             sock.close()
     assert all(cut)
     assert "no complete request within 1 s" in caplog.text
-    assert tls_ping(other_tls_host, tls_server) == 200
+    assert ping(other_tls_host, tls_server) == 200
 
 
 def test_silent_connections_never_stop_tls_accepting(
@@ -217,7 +215,7 @@ def test_silent_connections_never_stop_tls_accepting(
 ) -> None:
     silent = [connect(tls_server.replace("https://", "http://")) for _ in range(16)]
     try:
-        pings = [tls_ping(other_tls_host, tls_server) for _ in range(5)]
+        pings = [ping(other_tls_host, tls_server) for _ in range(5)]
         cut = [closed_by_server(sock, within=5) for sock in silent]
     finally:
         for sock in silent:
@@ -239,7 +237,7 @@ def test_one_address_cannot_hold_more_than_its_share_of_tls_connections(
     plain = tls_server.replace("https://", "http://")
     socks = [connect(plain) for _ in range(25)]
     try:
-        assert tls_ping(other_tls_host, tls_server) == 200
+        assert ping(other_tls_host, tls_server) == 200
         refused = [sock for sock in socks[20:] if closed_by_server(sock, within=0.5)]
     finally:
         for sock in socks:
