@@ -126,24 +126,23 @@ class EngineClient:
         for thread in running:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def engine_version(self) -> str:
-        """The Engine's component version, e.g. ``12.612.0``."""
+    def _global_call(self, method: str, answer: str) -> Any:
+        """One parameterless call on the Global handle, in a session of its own."""
         session = self._open(GLOBAL_PATH)
         try:
-            result = session.call(GLOBAL_HANDLE, "EngineVersion")
+            result = session.call(GLOBAL_HANDLE, method)
         finally:
             session.close()
-        version = field(result, "qVersion", "EngineVersion")
+        return field(result, answer, method)
+
+    def engine_version(self) -> str:
+        """The Engine's component version, e.g. ``12.612.0``."""
+        version = self._global_call("EngineVersion", "qVersion")
         return str(version.get("qComponentVersion", "")) if isinstance(version, dict) else ""
 
     def list_apps(self) -> list[dict[str, str]]:
         """Every app the Engine user may see, as ``[{"id", "name"}]`` in Engine order."""
-        session = self._open(GLOBAL_PATH)
-        try:
-            result = session.call(GLOBAL_HANDLE, "GetDocList")
-        finally:
-            session.close()
-        docs = field(result, "qDocList", "GetDocList")
+        docs = self._global_call("GetDocList", "qDocList")
         return [
             {"id": str(doc.get("qDocId", "")), "name": str(doc.get("qDocName", ""))}
             for doc in docs or []
