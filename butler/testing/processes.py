@@ -17,13 +17,19 @@ def free_port() -> int:
 
 
 def wait_until_answering(
-    url: str, process: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float = 20
+    url: str,
+    process: subprocess.Popen[str] | subprocess.Popen[bytes],
+    timeout: float = 20,
+    verify: str | bool = True,
 ) -> requests.Response:
-    """Poll ``url`` until it answers; ``RuntimeError`` if the process exits or time runs out."""
+    """Poll ``url`` until it answers; ``RuntimeError`` if the process exits or time runs out.
+
+    ``verify``: the CA file an HTTPS ``url`` is checked with (a test CA).
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return requests.get(url, timeout=1)
+            return requests.get(url, timeout=1, verify=verify)
         except requests.ConnectionError:
             if process.poll() is not None:
                 raise RuntimeError(f"process exited with {process.returncode}") from None

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from butler.testing.processes import free_port, wait_until_answering
+from tests.fixtures.butler_process import child_process, stop
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
@@ -143,15 +144,10 @@ def test_openapi_form_prints_only_the_document(workspace, tmp_path):
     "form", ["butler -c /path/to/butler.yaml", "butler -c config.example.yaml"]
 )
 def test_serve_forms_serve(form, workspace, tmp_path):
-    with subprocess.Popen(
-        argv(form, workspace), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as process:
-        try:
-            url = f"http://127.0.0.1:{workspace['port']}/v4/butlerping"
-            assert wait_until_answering(url, process).status_code == 200
-        finally:
-            process.send_signal(signal.SIGTERM)
-            output = process.communicate(timeout=10)[0]
+    with child_process(argv(form, workspace)) as process:
+        url = f"http://127.0.0.1:{workspace['port']}/v4/butlerping"
+        assert wait_until_answering(url, process).status_code == 200
+        output = stop(process, signal.SIGTERM, timeout=10)
     assert process.returncode == 0, output
     assert "Butler stopped" in output
 

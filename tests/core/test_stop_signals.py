@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from butler.testing.certs import CertPaths, generate_certificates
-from butler.testing.processes import free_port
+from butler.testing.processes import free_port, wait_until_answering
 from tests.fixtures.butler_process import butler_process
 from tests.fixtures.http_receiver import Answer, HttpReceiver
 
@@ -54,18 +54,6 @@ def tls_config(tmp_path: Path, port: int, certs: CertPaths, webhook: str) -> Pat
     return path
 
 
-def wait_for_https(url: str, ca: Path, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            requests.get(url, verify=str(ca), timeout=1)
-            return
-        except requests.ConnectionError:
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, f"{url} did not answer"
-            time.sleep(0.05)
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals sent with send_signal")
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
 def test_tls_butler_stops_within_5_s_answering_the_request_in_flight(
@@ -76,7 +64,7 @@ def test_tls_butler_stops_within_5_s_answering_the_request_in_flight(
     config = tls_config(tmp_path, port, certs, slow_webhook.url)
     answers: list[requests.Response] = []
     with butler_process("-c", str(config)) as process:
-        wait_for_https(f"{base}/v4/butlerping", certs.ca, process)
+        wait_until_answering(f"{base}/v4/butlerping", process, verify=str(certs.ca))
 
         def call() -> None:
             answers.append(

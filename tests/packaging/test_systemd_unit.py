@@ -13,7 +13,7 @@ from butler.cli import build_parser
 from butler.plugins import default_plugin_manager
 from butler.runner import EXIT_CONFIG
 from butler.testing.processes import free_port, wait_until_answering
-from tests.fixtures.butler_process import BUTLER
+from tests.fixtures.butler_process import BUTLER, child_process, stop
 
 UNIT = Path(__file__).parents[2] / "scripts" / "packaging" / "butler.service"
 INSTALLED_BUTLER = "/opt/butler/.venv/bin/butler"
@@ -92,16 +92,12 @@ def test_the_kill_signal_stops_butler_within_the_stop_timeout(tmp_path):
     command = shlex.split(one("Service", "ExecStart"))
     command[0] = str(BUTLER)
     command[-1] = str(config)
-    process = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
+    with child_process(command, cwd=tmp_path) as process:
         wait_until_answering(f"http://127.0.0.1:{port}/v4/butlerping", process)
-        process.send_signal(signal.Signals[one("Service", "KillSignal")])
-        output, _ = process.communicate(timeout=float(one("Service", "TimeoutStopSec")))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        output = stop(
+            process,
+            signal.Signals[one("Service", "KillSignal")],
+            timeout=float(one("Service", "TimeoutStopSec")),
+        )
     assert process.returncode == 0
     assert "Butler stopped" in output

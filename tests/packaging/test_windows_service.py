@@ -27,6 +27,7 @@ from butler.windows_service import (
     install_commands,
     uninstall_commands,
 )
+from tests.fixtures.butler_process import child_process, stop
 
 SPEC = ServiceSpec(
     service_id="butler",
@@ -199,22 +200,11 @@ def test_the_service_command_stops_cleanly_on_sigint(tmp_path):
     """WinSW stops the service with CTRL_C_EVENT, which Python delivers as SIGINT."""
     port = free_port()
     config = write_config(tmp_path, port)
-    process = subprocess.Popen(
-        [sys.executable, *SPEC.arguments[:-1], str(config)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    command = [sys.executable, *SPEC.arguments[:-1], str(config)]
+    with child_process(command, cwd=tmp_path) as process:
         wait_until_answering(f"http://127.0.0.1:{port}/v4/butlerping", process)
         assert requests.get(f"http://127.0.0.1:{port}/v4/butlerping", timeout=5).ok
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        output = stop(process, signal.SIGINT)
     assert process.returncode == 0
     assert "Butler stopped" in output
 
