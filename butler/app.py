@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 import pluggy
@@ -221,7 +221,16 @@ def _make_view(ep: Endpoint, slots: threading.BoundedSemaphore) -> Any:
         body = _read_body()
         if body_schema is not None:
             body = _validated_body(body_schema, body)
-        call = ApiRequest(path=path, query=query, body=body, client=request.remote_addr or "-")
+        call = ApiRequest(
+            path=path,
+            query=query,
+            body=body,
+            client=request.remote_addr or "-",
+            # Werkzeug's headers read like a case-insensitive mapping without declaring one.
+            headers=cast("Mapping[str, str]", request.headers),
+            raw_query=request.query_string,
+            raw_body=request.get_data(cache=True),
+        )
         if not ep.waits:
             return ep.view(call)
         if not slots.acquire(blocking=False):

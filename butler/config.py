@@ -110,6 +110,11 @@ CORE_SECTIONS: tuple[ConfigSection, ...] = (
     ConfigSection("configEngine", cs.EngineSection, when_needed(CoreService.ENGINE)),
     ConfigSection("scheduler", cs.SchedulerSection, always),
     ConfigSection("keyValueStore", cs.KeyValueStoreSection, always),
+    ConfigSection(
+        "runs",
+        cs.RunsSection,
+        lambda cfg: cfg.needs(CoreService.QRS) or cfg.get("mqttConfig.enable") is True,
+    ),
     ConfigSection("mqttConfig", cs.MqttSection, when_flag("mqttConfig.enable")),
 )
 """The cross-cutting sections: the REST server, Qlik connections, stores and triggers."""

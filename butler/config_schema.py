@@ -226,6 +226,32 @@ class KeyValueStoreSection(OpenSchema):
     dbFile = config_string(load_default="butler-kv.sqlite")
 
 
+def config_seconds(minimum: float, default: float) -> fields.Float:
+    return fields.Float(
+        validate=validate.Range(min=minimum, error=f"must be {minimum:g} or more"),
+        load_default=default,
+        error_messages={"invalid": "must be a number of seconds", "null": "must be a number"},
+    )
+
+
+class RunsSection(OpenSchema):
+    """``Butler.runs``: run records and the tracker (docs/runs.md)."""
+
+    dbFile = config_string(load_default="butler-runs.sqlite")
+    retentionDays = config_integer(
+        validate=validate.Range(1, error="must be 1 or more"), load_default=30
+    )
+    maxRuns = config_integer(
+        validate=validate.Range(1, error="must be 1 or more"), load_default=100_000
+    )
+    pollIntervalSeconds = config_seconds(0.05, 2.0)
+    maxWaitSeconds = config_integer(
+        validate=validate.Range(1, error="must be 1 or more"), load_default=21_600
+    )
+    idempotencyHours = config_seconds(0.001, 24.0)
+    clockSkewSeconds = config_seconds(0, 2.0)
+
+
 class AzureEventGrid(OpenSchema):
     enable = ConfigBoolean(load_default=False)
     clientId = config_string(allow_none=True, load_default=None)
@@ -251,6 +277,7 @@ class MqttSection(OpenSchema):
     azureEventGrid = config_nested(AzureEventGrid, load_default=dict)
     subscriptionRootTopic = config_string(load_default="qliksense/#")
     taskStartTopic = config_string(load_default="qliksense/start_task")
+    taskRunTopic = config_string(allow_none=True, load_default=None)
 
 
 class AllowTask(OpenSchema):

@@ -22,12 +22,20 @@ from werkzeug.routing import BaseConverter, Map
 
 @dataclass(frozen=True)
 class ApiRequest:
-    """Validated input of one call."""
+    """Validated input of one call, plus what a view needs to recognise a repeated call.
+
+    ``raw_query`` and ``raw_body`` are the bytes as sent and ``headers`` the request's
+    headers (names case-insensitive): for the few views that fingerprint a request
+    (``Idempotency-Key``); every value a view acts on comes from ``query`` and ``body``.
+    """
 
     path: Mapping[str, str]
     query: Mapping[str, Any]
     body: Any
     client: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    raw_query: bytes = b""
+    raw_body: bytes = b""
 
 
 View = Callable[[ApiRequest], ResponseReturnValue]

@@ -44,6 +44,12 @@ class Conflict(ApiError):
     status = 409
 
 
+class Unprocessable(ApiError):
+    """Well-formed, but at odds with what the service already holds (a reused key)."""
+
+    status = 422
+
+
 class PayloadTooLarge(ApiError):
     status = 413
 

@@ -1,8 +1,9 @@
 """What the core's services report as they work, for observers such as metrics.
 
-The QRS client, the task starter and the scheduler each hold one :class:`Events` (the one in
-``Services.events``) and call it in one line where something happened; a plugin that wants
-to count or time those things subscribes an :class:`Observer` from ``butler_services``.
+The QRS client, the task starter, the scheduler and the run tracker each hold one
+:class:`Events` (the one in ``Services.events``) and call it in one line where something
+happened; a plugin that wants to count or time those things subscribes an
+:class:`Observer` from ``butler_services``.
 The core services thus never import a plugin, and a plugin never reaches into a service.
 Calls happen on the service's own thread, so observers must be quick and must not raise;
 an observer that raises is logged and skipped, never allowed to break a task start.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ class Observer:
         """The outcome of each fired schedule, ``(schedule id, result)``; ``skipped`` for
         a schedule whose previous start was still running."""
 
+    def run_finished(self, run: Mapping[str, Any]) -> None:
+        """A run became final; ``run`` is its API object (``runId``, ``status``, ...)."""
+
 
 class Events(Observer):
     """The fan-out the core services call; subscribe observers before services start."""
@@ -67,6 +72,10 @@ class Events(Observer):
     def schedule_results(self, results: Sequence[tuple[str, str]]) -> None:
         for observer in self._observers:
             _call(observer.schedule_results, results)
+
+    def run_finished(self, run: Mapping[str, Any]) -> None:
+        for observer in self._observers:
+            _call(observer.run_finished, run)
 
 
 def _call(method: Callable[..., None], *args: object) -> None:

@@ -7,6 +7,7 @@ compares or sends is the lower-case form given by :func:`normalise_guid`.
 from __future__ import annotations
 
 import re
+import uuid
 
 GUID_PATTERN = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
@@ -24,3 +25,8 @@ def normalise_guid(value: str) -> str:
     if not is_guid(lowered):
         raise ValueError(f"not a GUID: {value!r}")
     return lowered
+
+
+def new_guid() -> str:
+    """A fresh random id in the lower-case GUID form Butler uses (runs, requests, schedules)."""
+    return str(uuid.uuid4())

@@ -26,6 +26,7 @@ from butler.mqtt import AzureEventGrid, MqttService, MqttTls
 from butler.outbound_http import new_session
 from butler.plugins import default_plugin_manager
 from butler.qrs import QrsClient
+from butler.runs import Runs, RunSettings, RunStore, RunStoreError
 from butler.schedules import Scheduler, ScheduleStore
 from butler.services import Services
 from butler.tasks import StartFilter, TaskStarter
@@ -118,6 +119,15 @@ def build_kv_store(config: Config) -> KvStore:
         raise ConfigError(f"Butler.keyValueStore.dbFile: {exc}") from None
 
 
+def build_runs(config: Config, qrs: QrsClient, events: Events) -> Runs:
+    path = config.resolve_path(config.get("runs.dbFile"))
+    try:
+        store = RunStore(path)
+    except RunStoreError as exc:
+        raise ConfigError(f"Butler.runs.dbFile: {exc}") from None
+    return Runs(store, qrs, RunSettings.from_config(config.get("runs")), events)
+
+
 def build_services(config: Config, plugin_manager: pluggy.PluginManager | None = None) -> Services:
     """Construct every service the config switches on (nothing is started yet)."""
     services = Services(config=config, http=new_session())
@@ -128,11 +138,13 @@ def build_services(config: Config, plugin_manager: pluggy.PluginManager | None =
     )
     if config.needs(CoreService.QRS) or mqtt_trigger:
         services.qrs = build_qrs(config, services.events)
+        services.runs = build_runs(config, services.qrs, services.events)
         services.task_starter = TaskStarter(
             services.qrs,
             StartFilter.from_config(config.get("startTaskFilter")),
             services.kv_store,
             events=services.events,
+            runs=services.runs,
         )
     if config.needs(CoreService.ENGINE):
         services.engine = build_engine(config)

@@ -239,6 +239,19 @@ class MqttService:
                 f"within {timeout:g} s"
             )
 
+    def publish_later(self, topic: str, message: str, qos: int = 1) -> None:
+        """Hand a message to paho without waiting: for reports sent from service threads
+        (the run tracker) that must not stall on the broker. paho keeps a QoS 1 message
+        queued while the broker is away and sends it after the reconnect; a refusal is
+        logged, never raised."""
+        try:
+            info = self._client.publish(validate_topic(topic), message, qos=qos)
+        except (ValueError, BadRequest) as exc:
+            log.warning("MQTT message to %s not sent: %s", topic, exc)
+            return
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            log.warning("MQTT message to %s not sent: %s", topic, paho.error_string(info.rc))
+
     def _handle_connect(
         self,
         client: paho.Client,

@@ -39,6 +39,7 @@ __all__ = [
     "QrsHttpError",
     "QrsTimeout",
     "QrsUnavailable",
+    "filter_chunks",
     "new_xrfkey",
     "quote_filter_value",
 ]
@@ -49,8 +50,10 @@ DEFAULT_STATIC_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Qlik-User", "UserDirectory=Internal;UserId=sa_repository"),
 )
 _XRFKEY_ALPHABET = string.ascii_letters + string.digits
-# Keep the encoded filter well under the 8 KB URL limits of IIS/http.sys in front of QRS.
-_MAX_ENCODED_FILTER = 6000
+# Keep the URL under the 8 KB that proxies in front of QRS commonly allow (http.sys itself
+# takes 16 KB): with 7,000 filter characters, 100 ``executionID eq <guid>`` clauses (one
+# poll of 100 open runs) fit one request.
+_MAX_ENCODED_FILTER = 7000
 _BODY_LOG_LIMIT = 2000
 
 
@@ -233,6 +236,44 @@ class QrsClient:
         (guid,) = _guids([task_id])
         self._call("POST", f"/task/{guid}/start", body={})
 
+    def execution_results(self, clauses: Sequence[str]) -> list[dict[str, Any]]:
+        """``GET /qrs/executionresult/full`` for any of ``clauses`` (QRS filter expressions),
+        in as few requests as the URL length allows (one for 100 ``executionID eq`` ids)."""
+        found: list[dict[str, Any]] = []
+        for chunk in filter_chunks(clauses):
+            data = self._json("GET", "/executionresult/full", filter=" or ".join(chunk))
+            if not isinstance(data, list):
+                raise self._unexpected("GET", "/executionresult/full", data)
+            found.extend(data)
+        return found
+
+    def script_log(self, task_id: str, result_id: str, file_reference_id: str) -> str:
+        """The script log of one finished reload execution, as text.
+
+        QRS hands out a one-off download reference first: ``scriptlogfile?executionResultId=``
+        since May 2025, ``scriptlog?fileReferenceId=`` before; the older form is tried when
+        the newer one is unknown (404).
+        """
+        guid = normalise_guid(task_id)
+        try:
+            reference = self._json(
+                "GET",
+                f"/reloadtask/{guid}/scriptlogfile",
+                params=[("executionResultId", result_id)],
+            )
+        except QrsHttpError as exc:
+            if exc.qrs_status != 404:
+                raise
+            reference = self._json(
+                "GET",
+                f"/reloadtask/{guid}/scriptlog",
+                params=[("fileReferenceId", file_reference_id)],
+            )
+        if not isinstance(reference, dict) or not isinstance(reference.get("value"), str):
+            raise self._unexpected("GET", f"/reloadtask/{guid}/scriptlog", reference)
+        ref = quote(reference["value"], safe="")
+        return self._call("GET", f"/download/reloadtask/{ref}/scriptlog.txt").text
+
     def close(self) -> None:
         """Close the pooled connections; the client must not be used afterwards."""
         self._session.close()
@@ -245,8 +286,15 @@ class QrsClient:
 
     # ----------------------------------------------------------------- transport
 
-    def _json(self, method: str, path: str, *, filter: str | None = None) -> Any:
-        response = self._call(method, path, filter=filter)
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        filter: str | None = None,
+        params: Sequence[tuple[str, str]] = (),
+    ) -> Any:
+        response = self._call(method, path, filter=filter, params=params)
         try:
             return response.json()
         except ValueError as exc:
@@ -259,12 +307,18 @@ class QrsClient:
             ) from exc
 
     def _call(
-        self, method: str, path: str, *, filter: str | None = None, body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        filter: str | None = None,
+        body: Any = None,
+        params: Sequence[tuple[str, str]] = (),
     ) -> requests.Response:
         xrfkey = new_xrfkey()
-        params = [("filter", filter)] if filter is not None else []
-        params.append(("xrfkey", xrfkey))
-        url = f"{self.base_url}{path}?{urlencode(params, quote_via=quote, safe='')}"
+        query = [*params, ("filter", filter)] if filter is not None else [*params]
+        query.append(("xrfkey", xrfkey))
+        url = f"{self.base_url}{path}?{urlencode(query, quote_via=quote, safe='')}"
         data = json.dumps(body).encode("utf-8") if body is not None else None
         started = time.perf_counter()
         try:
@@ -354,16 +408,24 @@ def _quiet_unverified_warning(host: str) -> None:
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:
     """Split ids so each ``id eq a or id eq b ...`` filter stays under the URL budget."""
+    clauses = {f"id eq {task_id}": task_id for task_id in ids}
+    for chunk in filter_chunks(list(clauses)):
+        yield [clauses[clause] for clause in chunk]
+
+
+def filter_chunks(clauses: Sequence[str]) -> Iterable[list[str]]:
+    """Group filter clauses so each ``a or b or ...`` filter, percent-encoded, fits the URL
+    budget: as few QRS requests as the URL length allows."""
     separator = len(quote(" or ", safe=""))
     chunk: list[str] = []
     size = 0
-    for task_id in ids:
-        cost = len(quote(f"id eq {task_id}", safe="")) + (separator if chunk else 0)
+    for clause in clauses:
+        cost = len(quote(clause, safe="")) + (separator if chunk else 0)
         if chunk and size + cost > _MAX_ENCODED_FILTER:
             yield chunk
             chunk, size = [], 0
             cost -= separator
-        chunk.append(task_id)
+        chunk.append(clause)
         size += cost
     if chunk:
         yield chunk

@@ -6,8 +6,9 @@ keyed by class so a lookup is checked by mypy instead of failing at run time on 
 Core services that are switched off in the config are ``None``; a plugin whose feature
 needs a missing service answers 503 naming the config key.
 
-Start order: key-value store, Engine client, plugin objects (in registration order), then
-the triggers (scheduler, MQTT); stop is the reverse, then the clients are closed.
+Start order: key-value store, runs (their tracker), Engine client, plugin objects (in
+registration order), then the triggers (scheduler, MQTT); stop is the reverse, then the
+clients are closed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from butler.mqtt import MqttService
     from butler.outbound_http import OutboundSession
     from butler.qrs import QrsClient
+    from butler.runs import Runs
     from butler.schedules import Scheduler
     from butler.tasks import TaskStarter
 
@@ -52,6 +54,8 @@ class Services:
     """Outbound HTTP to third parties: one pooled session, secrets kept out of logs."""
     qrs: QrsClient | None = None
     task_starter: TaskStarter | None = None
+    runs: Runs | None = None
+    """Every start's run record and the tracker that follows it (with the QRS client)."""
     kv_store: KvStore | None = None
     scheduler: Scheduler | None = None
     mqtt: MqttService | None = None
@@ -86,7 +90,14 @@ class Services:
         plugin_objects = [s for s in self._registry.values() if isinstance(s, Lifecycle)]
         return [
             s
-            for s in (self.kv_store, self.engine, *plugin_objects, self.scheduler, self.mqtt)
+            for s in (
+                self.kv_store,
+                self.runs,
+                self.engine,
+                *plugin_objects,
+                self.scheduler,
+                self.mqtt,
+            )
             if s is not None
         ]
 
@@ -101,6 +112,6 @@ class Services:
                 service.stop()
             except Exception:
                 log.exception("Error while stopping %s", type(service).__name__)
-        for closable in (self.task_starter, self.qrs, self.kv_store, self.http):
+        for closable in (self.task_starter, self.runs, self.qrs, self.kv_store, self.http):
             if closable is not None:
                 closable.close()

@@ -141,7 +141,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
 here. Sub-switches of a listed feature are not listed: the feature is named once."""
 
 RESERVED_ENABLE_KEYS: tuple[str, ...] = (
-    "runs",
     "health",
     "metrics",
     "plugins",

@@ -6,6 +6,9 @@ Engine client, so a long reload never holds up other API calls. When it ends, th
 chain for its outcome is started through the core's task starter
 (``services.task_starter``), which applies the start-task filter like every other trigger.
 ``?wait=true`` is our addition for callers that want the outcome in the answer.
+
+Each reload is a run (``kind: "appReload"``, see docs/runs.md): the answer carries its
+``runId``, and the chained tasks' runs name it as their caller.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ class ReloadQuery(Schema):
 
 class ReloadStarted(Schema):
     appId = fields.String(required=True)
+    runId = fields.String(
+        required=True, metadata={"description": "The reload's run (GET /v4/runs/{runId})"}
+    )
 
 
 class ReloadFinished(ReloadStarted):
@@ -143,14 +149,17 @@ def _engine(services: Services) -> EngineClient:
     return engine
 
 
+RUN_STATUS = {"success": "FinishedSuccess", "failure": "FinishedFail", "aborted": "Aborted"}
+
+
 def _start_chain(
-    starter: StartsTasks | None, ids: Sequence[str], outcome: ReloadOutcome
+    starter: StartsTasks | None, ids: Sequence[str], outcome: ReloadOutcome, parent_run: str
 ) -> dict[str, str]:
     """Start the task chain for a finished reload; report an outcome per task id."""
     if not ids or outcome.result == "aborted" or starter is None:
         return {}
     try:
-        started = dict(starter.start_ids(ids, Trigger.chain(outcome.app_id)))
+        started = dict(starter.start_ids(ids, Trigger.chain(parent_run)))
     except ApiError as exc:
         log.error("Tasks after reload of app %s not started: %s", outcome.app_id, exc.message)
         return {task_id: "failed" for task_id in ids}
@@ -179,26 +188,35 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         body = call.body
         on_success: list[str] = body["startQSEoWTaskOnSuccess"]
         on_failure: list[str] = body["startQSEoWTaskOnFailure"]
-        starter = services.task_starter
+        starter, runs = services.task_starter, services.runs
         if (on_success or on_failure) and starter is None:
+            raise FeatureUnavailable(STARTER_MISSING)
+        if runs is None:
             raise FeatureUnavailable(STARTER_MISSING)
 
         finished = threading.Event()
         report: dict[str, Any] = {}
+        run = runs.record_app_reload(runs.new_request_id(), Trigger.rest(call.client), app_id)
 
         def on_done(outcome: ReloadOutcome) -> None:
+            runs.finish_app_reload(run.run_id, RUN_STATUS[outcome.result], outcome.message)
             ids = on_success if outcome.success else on_failure
             report["outcome"] = outcome
-            report["tasks"] = _start_chain(starter, ids, outcome)
+            report["tasks"] = _start_chain(starter, ids, outcome, run.run_id)
             finished.set()
 
-        engine.reload_app(app_id, body["reloadMode"], body["partialReload"], on_done)
+        try:
+            engine.reload_app(app_id, body["reloadMode"], body["partialReload"], on_done)
+        except ApiError as exc:
+            runs.finish_app_reload(run.run_id, "StartFailed", exc.message)
+            raise
         if not call.query.get("wait"):
-            return {"appId": app_id}, 201
+            return {"appId": app_id, "runId": run.run_id}, 201
         finished.wait()
         outcome: ReloadOutcome = report["outcome"]
         return {
             "appId": app_id,
+            "runId": run.run_id,
             "reloadResult": outcome.result,
             "message": outcome.message,
             "tasksStarted": report["tasks"],
@@ -253,6 +271,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                     (ReloadStarted, ReloadFinished),
                     example={
                         "appId": SALES_APP,
+                        "runId": "5b0c7a52-8d0e-4c43-9a8e-0c6f9f1a7e21",
                         "reloadResult": "success",
                         "message": "App reloaded and saved",
                         "tasksStarted": {"09b3c78f-04dd-45e3-a4bf-1b074d6572fa": "started"},

@@ -4,19 +4,26 @@ Unlike the original (which hung with MQTT disabled and answered 201 for messages
 left), the answer is truthful: 201 only after the client sent the message (QoS 0) or the
 broker acknowledged it (QoS 1/2); 503 when MQTT is switched off; 502/504 when the broker
 is down or slow.
+
+With ``Butler.mqttConfig.taskRunTopic`` set, every run that becomes final is also published
+there (the run object as JSON, QoS 1), so upstream systems can react without polling.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import INCLUDE, Schema, validate
 
-from butler.config import Config, EnableKey
+from butler.config import Config, ConfigError, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
-from butler.errors import FeatureUnavailable
+from butler.errors import BadRequest, FeatureUnavailable
+from butler.events import Observer
 from butler.fields import LoadScriptBoolean, LoadScriptInteger, LoadScriptString
 from butler.hookspecs import hookimpl
+from butler.mqtt import MqttService, validate_topic
 from butler.services import Services
 
 TAG = "MQTT"
@@ -38,9 +45,32 @@ class PublishBody(Schema):
     retain = LoadScriptBoolean()
 
 
+class RunPublisher(Observer):
+    """Publishes each final run to the run topic, without waiting for the broker."""
+
+    def __init__(self, mqtt: MqttService, topic: str):
+        self._mqtt = mqtt
+        self._topic = topic
+
+    def run_finished(self, run: Mapping[str, Any]) -> None:
+        self._mqtt.publish_later(self._topic, json.dumps(run, ensure_ascii=False))
+
+
 @hookimpl
 def butler_enable_keys() -> list[EnableKey]:
     return [EnableKey(ENABLE_KEY)]
+
+
+@hookimpl
+def butler_services(config: Config, services: Services) -> None:
+    topic = config.get("mqttConfig.taskRunTopic") if services.mqtt else None
+    if services.mqtt is None or not topic:
+        return
+    try:
+        validate_topic(topic)
+    except BadRequest as exc:
+        raise ConfigError(f"Butler.mqttConfig.taskRunTopic: {exc.message}") from None
+    services.events.subscribe(RunPublisher(services.mqtt, topic))
 
 
 @hookimpl

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -34,6 +33,7 @@ from typing import Any
 
 from butler.errors import ApiError, NotFound
 from butler.events import Events
+from butler.guid import new_guid
 from butler.schedules.clock import Clock, SystemClock
 from butler.schedules.model import RUNNING_STARTUP_STATES, iso_utc, writable_fields
 from butler.schedules.plan import Job, Plan, PlanCache, start_point, utc
@@ -203,7 +203,7 @@ class Scheduler:
         running = body["startupState"] in RUNNING_STARTUP_STATES
         entry = {
             **body,
-            "id": str(uuid.uuid4()),
+            "id": new_guid(),
             "created": iso_utc(self._clock.now()),
             "lastKnownState": "started" if running else "stopped",
         }
@@ -388,8 +388,10 @@ class Scheduler:
         task_ids = list(dict.fromkeys(task_id for _, _, task_id in items))
         failure: str | None = None
         outcomes: Mapping[str, str] = {}
+        # Two schedules naming one task start it once; its run names the first of them.
+        callers = {task_id: schedule_id for schedule_id, _, task_id in reversed(items)}
         try:
-            outcomes = self._starter.start_ids(task_ids, Trigger.schedule(_named(items)))
+            outcomes = self._starter.start_ids(task_ids, Trigger.schedule(_named(items), callers))
         except ApiError as exc:
             failure = f"failed: {exc.message}"
         except Exception:

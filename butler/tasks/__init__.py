@@ -3,6 +3,7 @@
 from butler.tasks.starter import (
     KvItem,
     StartFilter,
+    StartOutcomeUnknown,
     StartRequest,
     StartResult,
     TaskStarter,
@@ -12,6 +13,7 @@ from butler.tasks.trigger import StartsTasks, Trigger
 __all__ = [
     "KvItem",
     "StartFilter",
+    "StartOutcomeUnknown",
     "StartRequest",
     "StartResult",
     "StartsTasks",

@@ -9,6 +9,7 @@ property (issued concurrently), then a single ``start/many`` call.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from butler.errors import ApiError, UpstreamTimeout
 from butler.events import Events
-from butler.guid import is_guid, normalise_guid
+from butler.guid import is_guid, new_guid, normalise_guid
 from butler.tasks.trigger import Trigger
 
 if TYPE_CHECKING:
     from butler.kvstore import KvStore
     from butler.qrs import QrsClient
+    from butler.runs import Run, Runs
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,10 @@ class StartResult:
     failed: list[dict[str, Any]] = field(default_factory=list)
     would_start: list[dict[str, str]] = field(default_factory=list)
     """A dry run's answer: every task a start would have handed to QRS."""
+    request_id: str = field(default_factory=new_guid)
+    """Shared by the runs this request started."""
+    runs: list[Run] = field(default_factory=list)
+    """One per task handed to QRS or refused by it, status as at the answer."""
 
     def outcomes(self) -> dict[str, str]:
         """Lower-case task id -> started / failed: ... / notFound / denied / invalid."""
@@ -139,8 +145,10 @@ class TaskStarter:
         kv_store: KvStore | None = None,
         lookup_workers: int = 16,
         events: Events | None = None,
+        runs: Runs | None = None,
     ):
         self._events = events or Events()
+        self._runs = runs
         self._qrs = qrs
         self._filter = start_filter or StartFilter()
         self._kv = kv_store
@@ -184,7 +192,13 @@ class TaskStarter:
             _log_result(trigger, result, dry_run=True)
             return result
         self._write_kv_items(request.kv_items)
-        refused = self._start_all(to_start)
+        created_at = time.time()
+        try:
+            refused = self._start_all(to_start)
+        except StartOutcomeUnknown:
+            # They may have started: their runs let the tracker find out, and say so.
+            self._record_runs(result, trigger, to_start, [], created_at)
+            raise
         for ref in to_start:
             if ref["taskId"] in refused:
                 status, message = refused[ref["taskId"]]
@@ -195,9 +209,23 @@ class TaskStarter:
         result.started_by_id = [r for r in id_refs if r["taskId"] in ok]
         result.started_by_tag = [r for refs in by_tag for r in refs if r["taskId"] in ok]
         result.started_by_cp = [r for refs in by_cp for r in refs if r["taskId"] in ok]
+        self._record_runs(result, trigger, result.started, result.failed, created_at)
         _log_result(trigger, result)
         self._events.task_starts(trigger.kind, result.outcomes())
         return result
+
+    def _record_runs(
+        self,
+        result: StartResult,
+        trigger: Trigger,
+        started: Sequence[Mapping[str, str]],
+        failed: Sequence[Mapping[str, Any]],
+        created_at: float,
+    ) -> None:
+        if self._runs is not None:
+            result.runs = self._runs.record_task_starts(
+                result.request_id, trigger, started, failed, created_at
+            )
 
     def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
         """Start tasks by id and return the outcome per lower-case id (schedules, chains)."""
@@ -324,7 +352,7 @@ def _log_result(trigger: Trigger, result: StartResult, dry_run: bool = False) ->
         )
     log.log(
         logging.WARNING if result.failed else logging.INFO,
-        "Task start via %s%s: %d %s%s, %d failed%s, %d invalid%s, %d denied%s",
+        "Task start via %s%s: %d %s%s, %d failed%s, %d invalid%s, %d denied%s (request %s)",
         trigger,
         " (dry run)" if dry_run else "",
         len(started),
@@ -336,4 +364,5 @@ def _log_result(trigger: Trigger, result: StartResult, dry_run: bool = False) ->
         _listed(result.invalid_ids),
         len(denied),
         _listed(denied),
+        result.request_id,
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 TriggerKind = Literal["rest", "mqtt", "schedule", "chain"]
@@ -12,19 +12,25 @@ _LOG_NAMES = {
     "rest": "REST from",
     "mqtt": "MQTT topic",
     "schedule": "schedule",
-    "chain": "reload of app",
+    "chain": "chain after run",
 }
 
 
 @dataclass(frozen=True)
 class Trigger:
-    """Kind of trigger plus the caller (client address, MQTT topic, schedule, parent app).
+    """Kind of trigger plus the caller (client address, MQTT topic, schedule id, parent run).
 
-    ``str()`` is the wording of the task starter's log line.
+    ``str()`` is the wording of the task starter's log line. Schedules due at one instant
+    share one start, so ``task_callers`` names the schedule behind each task id.
     """
 
     kind: TriggerKind
     caller: str = ""
+    task_callers: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def caller_for(self, task_id: str) -> str:
+        """Who asked for this task: what a run records as its ``caller``."""
+        return self.task_callers.get(task_id, self.caller)
 
     @classmethod
     def rest(cls, client: str) -> Trigger:
@@ -35,13 +41,17 @@ class Trigger:
         return cls("mqtt", topic)
 
     @classmethod
-    def schedule(cls, schedules: str = "") -> Trigger:
-        """``schedules`` names the schedules that fired (``'Nightly' (id)``, ...)."""
-        return cls("schedule", schedules)
+    def schedule(
+        cls, schedules: str = "", task_callers: Mapping[str, str] | None = None
+    ) -> Trigger:
+        """``schedules`` names the schedules that fired (``'Nightly' (id)``, ...) for the log;
+        ``task_callers`` maps each task id to the id of the schedule that wanted it."""
+        return cls("schedule", schedules, dict(task_callers or {}))
 
     @classmethod
-    def chain(cls, app_id: str) -> Trigger:
-        return cls("chain", app_id)
+    def chain(cls, parent_run_id: str) -> Trigger:
+        """Tasks started after an app reload: the caller is the reload's run."""
+        return cls("chain", parent_run_id)
 
     def __str__(self) -> str:
         return f"{_LOG_NAMES[self.kind]} {self.caller}".rstrip()

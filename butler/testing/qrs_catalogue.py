@@ -206,11 +206,11 @@ def _iso(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _stamp(object_id: str) -> dict[str, Any]:
+def _stamp(object_id: str, created: str = _CREATED) -> dict[str, Any]:
     return {
         "id": object_id,
-        "createdDate": _CREATED,
-        "modifiedDate": _CREATED,
+        "createdDate": created,
+        "modifiedDate": created,
         "modifiedByUserName": _MODIFIED_BY,
     }
 
@@ -424,7 +424,7 @@ def result_json(execution: Execution, now: float, *, full: bool = True) -> dict[
         return condensed
     task = execution.task
     return {
-        **_stamp(execution.result_id),
+        **_stamp(execution.result_id, _iso(execution.triggered)),
         **condensed,
         "taskID": task.id,
         "executionID": execution.session_id,
@@ -461,7 +461,7 @@ def session_json(execution: Execution, now: float, *, full: bool = True) -> dict
     if not full:
         return item
     return {
-        **_stamp(execution.session_id),
+        **_stamp(execution.session_id, _iso(execution.triggered)),
         **item,
         "retries": 0,
         "app": _app_json(task.app),

@@ -12,15 +12,23 @@ import logging
 from typing import Any
 
 from flask import Response
-from marshmallow import Schema
+from marshmallow import Schema, validate
 
 from butler.config import Config, CoreService, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import BadRequest, FeatureUnavailable
-from butler.fields import LoadScriptBoolean
+from butler.fields import LoadScriptBoolean, LoadScriptNumber
 from butler.hookspecs import hookimpl
+from butler.runs import Runs, outcome_of
 from butler.services import Services
-from butler.tasks import Trigger
+from butler.tasks import TaskStarter, Trigger
+from butler_plugins.task_start.idempotency import (
+    HEADER,
+    REPLAYED_HEADER,
+    answer_once,
+    fingerprint,
+    idempotency_key,
+)
 from butler_plugins.task_start.request_body import parse_mqtt_payload, parse_start_body
 from butler_plugins.task_start.response import ANSWER_EXAMPLE, StartAnswer, start_response
 
@@ -54,9 +62,12 @@ RESPONSES: dict[int, str | Reply] = {
         StartAnswer,
         example=ANSWER_EXAMPLE,
     ),
-    400: "Malformed body or parameter",
+    400: "Malformed body or parameter, timeout above Butler.runs.maxWaitSeconds, or an "
+    f"{HEADER} longer than 255 characters",
+    409: f"The first request with this {HEADER} is still being processed",
+    422: f"This {HEADER} was used for a different request",
     502: "QRS unreachable or failing (nothing started)",
-    504: "QRS did not answer in time",
+    504: "QRS did not answer in time (the start's outcome is unknown; its runs say more)",
 }
 
 
@@ -67,8 +78,20 @@ class StartQuery(Schema):
         metadata={
             "description": "Resolve ids, tags and custom properties and apply the filter, "
             "then start nothing: the answer lists tasksWouldStart (no QRS start, no "
-            "key-value item written)"
+            "key-value item written, no runs)"
         },
+    )
+    wait = LoadScriptBoolean(
+        load_default=False,
+        metadata={
+            "description": "Answer when every started run is final or the timeout has "
+            "passed, with outcome success, failure or timeout"
+        },
+    )
+    timeout = LoadScriptNumber(
+        load_default=3600.0,
+        validate=validate.Range(min=0, error="must be 0 or more"),
+        metadata={"description": "Seconds to wait with wait=true (at most maxWaitSeconds)"},
     )
 
 
@@ -94,11 +117,10 @@ def butler_services(config: Config, services: Services) -> None:
     mqtt.set_task_start_handler(on_task_start)
 
 
-@hookimpl
-def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
+def _start_view(services: Services, rule: str) -> Any:
     def start(call: ApiRequest) -> Any:
-        starter = services.task_starter
-        if starter is None:
+        starter, runs = services.task_starter, services.runs
+        if starter is None or runs is None:
             raise FeatureUnavailable("Task start needs Butler.configQRS and Butler.cert")
         task_id = call.path.get("taskId", "-")
         if not task_id.strip():
@@ -106,15 +128,69 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 'Required parameter (task ID) missing. Should be a task ID or "-" if task '
                 "info is passed in body"
             )
-        request = parse_start_body(call.body, task_id)
-        request.all_task_ids_must_exist = call.query["allTaskIdsMustExist"]
-        request.dry_run = call.query["dryRun"]
-        result = starter.start(request, Trigger.rest(call.client))
-        return Response(
-            json.dumps(start_response(result, request.dry_run), indent=2, ensure_ascii=False),
+        timeout = call.query["timeout"]
+        if timeout > runs.settings.max_wait_seconds:
+            raise BadRequest(
+                f"timeout must be at most {runs.settings.max_wait_seconds} seconds "
+                "(Butler.runs.maxWaitSeconds)"
+            )
+        key = idempotency_key(call)
+
+        def process() -> tuple[str, dict[str, Any]]:
+            return _start(starter, call, task_id)
+
+        if key is None:
+            (request_id, answer), replayed = process(), False
+        else:
+            request_id, answer, replayed = answer_once(
+                runs.store, key, fingerprint(rule, call), process
+            )
+        response = Response(
+            json.dumps(
+                _with_runs(runs, request_id, answer, call.query["wait"], timeout),
+                indent=2,
+                ensure_ascii=False,
+            ),
             mimetype="application/json",
         )
+        if replayed:
+            response.headers[REPLAYED_HEADER] = "true"
+        return response
 
+    return start
+
+
+def _start(starter: TaskStarter, call: ApiRequest, task_id: str) -> tuple[str, dict[str, Any]]:
+    """Start what the call names; the request id and the answer without its runs."""
+    request = parse_start_body(call.body, task_id)
+    request.all_task_ids_must_exist = call.query["allTaskIdsMustExist"]
+    request.dry_run = call.query["dryRun"]
+    result = starter.start(request, Trigger.rest(call.client))
+    return result.request_id, {
+        **start_response(result, request.dry_run),
+        "requestId": result.request_id,
+    }
+
+
+def _with_runs(
+    runs: Runs, request_id: str, answer: dict[str, Any], wait: bool, timeout: float
+) -> dict[str, Any]:
+    """The answer with the request's runs as they are now, or once final with ``wait``."""
+    started = runs.by_request(request_id)
+    if "tasksWouldStart" in answer:
+        return {**answer, "runs": []}
+    if not wait:
+        return {**answer, "runs": [run.to_json() for run in started]}
+    finished = runs.wait(started, timeout)
+    return {
+        **answer,
+        "runs": [run.to_json() for run in finished],
+        "outcome": outcome_of(finished),
+    }
+
+
+@hookimpl
+def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     endpoints = []
     for method in ("PUT", "POST"):
         for rule in ("/v4/reloadtask/<taskId>/start", "/v4/reloadtask/start"):
@@ -123,7 +199,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                     enable_key=ENABLE_KEY,
                     method=method,
                     rule=rule,
-                    view=start,
+                    view=_start_view(services, rule),
                     query_schema=StartQuery,
                     body_example=EXAMPLE,
                     path_examples={"taskId": "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"},
@@ -132,7 +208,11 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                         'Use "-" as task id (or omit the segment) when the body names the '
                         "tasks. The body is the typed-item array of Butler 16, the object form "
                         '{"taskId": [...], "tag": [...], "customProperty": [{"name", "value"}]}, '
-                        "{} or empty."
+                        "{} or empty. The answer adds requestId and runs (one per task handed "
+                        "to QRS, status at answer time); with ?wait=true it comes when every "
+                        "run is final or the timeout passed, with outcome. An "
+                        f"{HEADER} header makes a repeat of the same request answer again "
+                        f"(header {REPLAYED_HEADER}: true) without starting anything."
                     ),
                     tag=TAG,
                     responses=RESPONSES,

@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from butler.runs.schema import RUN_EXAMPLE, RunSchema
 from butler.tasks import StartResult
 
 
@@ -98,6 +99,21 @@ class StartAnswer(Schema):
         fields.Nested(TaskRef),
         metadata={"description": "Only with ?dryRun=true: what a start would have started"},
     )
+    requestId = fields.String(
+        required=True, metadata={"description": "Shared by the runs of this request"}
+    )
+    runs = fields.List(
+        fields.Nested(RunSchema),
+        required=True,
+        metadata={"description": "One per task handed to QRS or refused by it"},
+    )
+    outcome = fields.String(
+        validate=validate.OneOf(("success", "failure", "timeout")),
+        metadata={
+            "description": "Only with ?wait=true: success (all FinishedSuccess), failure "
+            "(any other final status, or nothing started) or timeout (some still running)"
+        },
+    )
 
 
 _SALES = {"taskId": "7552d9fc-d1bb-4975-9a38-18357de531ea", "taskName": "Reload Sales"}
@@ -113,4 +129,20 @@ ANSWER_EXAMPLE = {
     "tasksNotFound": [],
     "tasksFailed": [],
     "totalTasksStarted": 2,
+    "requestId": RUN_EXAMPLE["requestId"],
+    "runs": [
+        RUN_EXAMPLE,
+        {
+            **RUN_EXAMPLE,
+            "runId": "9d8e7f60-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
+            **_BUDGET,
+            "executionId": "f0e1d2c3-b4a5-4697-8879-6a5b4c3d2e1f",
+            "status": "FinishedFail",
+            "finishedAt": "2026-12-02T03:01:40.210+00:00",
+            "durationMs": 99206,
+            "message": "Changing task state from Started to FinishedFail",
+            "scriptLogTail": "Error: Field 'Budget' not found\nExecution Failed",
+        },
+    ],
+    "outcome": "failure",
 }

@@ -1,0 +1,19 @@
+"""Runs: what became of every task and app reload Butler started (see docs/runs.md)."""
+
+from butler.runs.model import FINAL_STATUSES, STATUSES, Run, is_final, outcome_of
+from butler.runs.service import Runs, RunSettings
+from butler.runs.store import BadCursor, RunFilter, RunStore, RunStoreError
+
+__all__ = [
+    "FINAL_STATUSES",
+    "STATUSES",
+    "BadCursor",
+    "Run",
+    "RunFilter",
+    "RunSettings",
+    "RunStore",
+    "RunStoreError",
+    "Runs",
+    "is_final",
+    "outcome_of",
+]

@@ -1,0 +1,337 @@
+"""Durable run records and idempotency keys in one SQLite file.
+
+A run is what a caller asks about after the fact ("did last night's reload work?"), and an
+idempotency key is what stops a retried start from reloading twice, so both are committed
+(WAL, ``synchronous=FULL``, like the key-value store) before the start is acknowledged:
+nothing acknowledged is lost on kill -9 or power loss. One connection guarded by one lock:
+the writes are small, and SQLite takes one writer at a time anyway.
+
+Records are kept ``retention_days`` and at most ``max_runs``; :meth:`RunStore.prune` drops
+the oldest *final* runs beyond either limit (an unfinished run is never dropped, so the
+tracker can still finish it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from butler.runs.model import FINAL_STATUSES, Run
+
+log = logging.getLogger(__name__)
+
+_SCHEMA_VERSION = 1
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS runs ("
+    " run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, request_id TEXT NOT NULL,"
+    " task_id TEXT, status TEXT NOT NULL, trigger TEXT NOT NULL, final INTEGER NOT NULL,"
+    " execution_id TEXT, data TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_request ON runs (request_id)",
+    "CREATE INDEX IF NOT EXISTS runs_open ON runs (final) WHERE final = 0",
+    "CREATE INDEX IF NOT EXISTS runs_execution ON runs (execution_id)"
+    " WHERE execution_id IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS idempotency ("
+    " key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, created_at REAL NOT NULL,"
+    " request_id TEXT, status INTEGER, answer TEXT) WITHOUT ROWID",
+)
+
+
+class RunStoreError(Exception):
+    """The run store file cannot be opened or has a schema this Butler does not know."""
+
+
+class BadCursor(ValueError):
+    """A ``cursor`` that no page of ``/v4/runs`` handed out."""
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What ``GET /v4/runs`` may narrow by; ``None`` means any."""
+
+    task_id: str | None = None
+    status: str | None = None
+    trigger: str | None = None
+    request_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class IdempotentAnswer:
+    """What the first request with an ``Idempotency-Key`` left behind.
+
+    ``status`` is ``None`` while the first request is still being processed.
+    """
+
+    fingerprint: str
+    created_at: float
+    request_id: str | None
+    status: int | None
+    answer: Any
+
+
+class RunStore:
+    """Runs and idempotency keys in SQLite (``path``), or in an in-memory database."""
+
+    def __init__(self, path: Path | None):
+        self._path = path
+        self._lock = threading.Lock()
+        target = ":memory:" if path is None else str(path)
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise RunStoreError(f"Cannot open run store file {path}: {exc}") from exc
+        try:
+            self._prepare()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise RunStoreError(f"Cannot open run store file {path}: {exc}") from exc
+        except RunStoreError:
+            self._db.close()
+            raise
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def _prepare(self) -> None:
+        db = self._db
+        if self._path is not None:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("Run store %s: WAL not available, using %s journal", self._path, mode)
+        db.execute("PRAGMA synchronous=FULL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, _SCHEMA_VERSION):
+            raise RunStoreError(
+                f"Run store file {self._path} has schema version {version}; this Butler "
+                f"understands version {_SCHEMA_VERSION}"
+            )
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ----------------------------------------------------------------- runs
+
+    def save(self, runs: Sequence[Run]) -> None:
+        """Insert or replace ``runs`` in one transaction (one disk flush for a whole start)."""
+        if not runs:
+            return
+        rows = [_row(run) for run in runs]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def open_runs(self) -> list[Run]:
+        """Every run that is not final, oldest first (what the tracker resumes after a start)."""
+        return self._runs("SELECT data FROM runs WHERE final = 0 ORDER BY created_at, run_id", ())
+
+    def get(self, run_id: str) -> Run | None:
+        found = self._runs("SELECT data FROM runs WHERE run_id = ?", (run_id,))
+        return found[0] if found else None
+
+    def by_request(self, request_id: str) -> list[Run]:
+        return self._runs(
+            "SELECT data FROM runs WHERE request_id = ? ORDER BY created_at, run_id",
+            (request_id,),
+        )
+
+    def claimed(self, execution_ids: Iterable[str]) -> set[str]:
+        """Which of these execution ids a run already has."""
+        ids = list(execution_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT execution_id FROM runs WHERE execution_id IN ({marks})", ids
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def query(
+        self, where: RunFilter, limit: int, cursor: str | None = None
+    ) -> tuple[list[Run], str | None]:
+        """Runs matching ``where``, newest first by ``createdAt``; and the next page's cursor."""
+        clauses, params = _conditions(where)
+        if cursor is not None:
+            created, run_id = decode_cursor(cursor)
+            clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            params += [created, created, run_id]
+        sql = "SELECT data FROM runs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        found = self._runs(sql, (*params, limit + 1))
+        if len(found) <= limit:
+            return found, None
+        page = found[:limit]
+        return page, encode_cursor(page[-1])
+
+    def summary(self, since: float | None) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """Counts per status, and per task (with its name and counts per status)."""
+        sql = "SELECT task_id, status, COUNT(*), MAX(json_extract(data, '$.task_name')) FROM runs"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += " WHERE created_at >= ?"
+            params = (since,)
+        sql += " GROUP BY task_id, status ORDER BY task_id, status"
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        by_status: dict[str, int] = {}
+        by_task: dict[str | None, dict[str, Any]] = {}
+        for task_id, status, count, name in rows:
+            by_status[status] = by_status.get(status, 0) + count
+            entry = by_task.setdefault(
+                task_id, {"taskId": task_id, "taskName": name, "total": 0, "byStatus": {}}
+            )
+            entry["total"] += count
+            entry["byStatus"][status] = count
+            entry["taskName"] = entry["taskName"] or name
+        return by_status, sorted(by_task.values(), key=lambda t: (-t["total"], t["taskId"] or ""))
+
+    def prune(self, older_than: float, max_runs: int) -> int:
+        """Drop final runs created before ``older_than`` and the oldest final runs beyond
+        ``max_runs`` in all; the number dropped."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            dropped = self._db.execute(
+                "DELETE FROM runs WHERE final = 1 AND created_at < ?", (older_than,)
+            ).rowcount
+            excess = self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] - max_runs
+            if excess > 0:
+                dropped += self._db.execute(
+                    "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs WHERE final = 1"
+                    " ORDER BY created_at, run_id LIMIT ?)",
+                    (excess,),
+                ).rowcount
+            self._db.execute("COMMIT")
+        return dropped
+
+    def _runs(self, sql: str, params: Sequence[Any]) -> list[Run]:
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [Run.from_row(json.loads(row[0])) for row in rows]
+
+    # ----------------------------------------------------------------- idempotency keys
+
+    def claim_key(self, key: str, fingerprint: str, now: float) -> IdempotentAnswer | None:
+        """Take ``key`` for a new request, or return what an earlier request left under it.
+
+        ``None`` means the key was free (or expired and replaced): go ahead and process.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT fingerprint, created_at, request_id, status, answer"
+                    " FROM idempotency WHERE key = ?",
+                    (key,),
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO idempotency (key, fingerprint, created_at) VALUES (?, ?, ?)",
+                        (key, fingerprint, now),
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        if row is None:
+            return None
+        answer = json.loads(row[4]) if row[4] is not None else None
+        return IdempotentAnswer(row[0], row[1], row[2], row[3], answer)
+
+    def complete_key(self, key: str, request_id: str | None, status: int, answer: Any) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE idempotency SET request_id = ?, status = ?, answer = ? WHERE key = ?",
+                (request_id, status, json.dumps(answer, ensure_ascii=False), key),
+            )
+
+    def release_key(self, key: str) -> None:
+        """Forget a key whose request started nothing, so the caller may simply retry."""
+        with self._lock:
+            self._db.execute("DELETE FROM idempotency WHERE key = ?", (key,))
+
+    def prune_keys(self, older_than: float) -> int:
+        with self._lock:
+            return self._db.execute(
+                "DELETE FROM idempotency WHERE created_at < ?", (older_than,)
+            ).rowcount
+
+
+def _row(run: Run) -> tuple[Any, ...]:
+    return (
+        run.run_id,
+        run.created_at,
+        run.request_id,
+        run.task_id,
+        run.status,
+        run.trigger,
+        1 if run.status in FINAL_STATUSES else 0,
+        run.execution_id,
+        json.dumps(run.to_row(), ensure_ascii=False),
+    )
+
+
+def _conditions(where: RunFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("task_id", where.task_id),
+        ("status", where.status),
+        ("trigger", where.trigger),
+        ("request_id", where.request_id),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if where.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        clauses.append("created_at <= ?")
+        params.append(where.until)
+    return clauses, params
+
+
+def encode_cursor(last: Run) -> str:
+    raw = json.dumps([last.created_at, last.run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, run_id = json.loads(raw)
+        if isinstance(created, bool) or not isinstance(created, int | float):
+            raise ValueError
+        if not isinstance(run_id, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error):
+        raise BadCursor("cursor is not one a page of /v4/runs handed out") from None
+    return float(created), run_id

@@ -1,0 +1,88 @@
+"""A Butler with task start and run routes, served against the session's QRS simulator."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from butler.app import create_app
+from butler.lifecycle import build_services
+from butler.services import Services
+from butler.testing.qrs_simulator import QrsSimulator
+from tests.fixtures.qrs import butler_qrs_config
+
+POLL = 0.1
+
+
+@pytest.fixture
+def runs_butler(
+    make_config, live_server, qrs_simulator, qrs_certs, tmp_path
+) -> Iterator[Callable[..., tuple[str, Services]]]:
+    """Factory: ``(base URL, services)`` of a started Butler; ``extra`` is merged into the
+    config. The run store lives in tmp_path, so a second call reopens the same records."""
+    started: list[Services] = []
+
+    def start(extra: dict[str, Any] | None = None) -> tuple[str, Services]:
+        extra = dict(extra or {})
+        config = make_config(
+            {
+                **butler_qrs_config(qrs_simulator, qrs_certs),
+                "restServerEndpointsEnable": {
+                    "senseStartTask": True,
+                    "runs": True,
+                    **extra.pop("restServerEndpointsEnable", {}),
+                },
+                "keyValueStore": {"persistence": "memory"},
+                "runs": {
+                    "pollIntervalSeconds": POLL,
+                    "dbFile": str(tmp_path / "runs.sqlite"),
+                    **extra.pop("runs", {}),
+                },
+                **extra,
+            }
+        )
+        services = build_services(config)
+        services.start()
+        started.append(services)
+        return live_server(create_app(config, services)), services
+
+    yield start
+    for services in started:
+        services.stop()
+
+
+def add_tasks(
+    sim: QrsSimulator, count: int, tag: str, duration: float = 0.0, outcome: str = "success"
+) -> list[str]:
+    """``count`` new reload tasks tagged ``tag``; their ids in order."""
+    ids = []
+    for number in range(count):
+        task_id = str(uuid.uuid4())
+        sim.add_task(
+            {
+                "id": task_id,
+                "name": f"{tag} task {number:02d}",
+                "tags": [tag],
+                "durationSeconds": duration,
+                "outcome": outcome,
+            }
+        )
+        ids.append(task_id)
+    return ids
+
+
+def start(url: str, body: Any = None, task: str = "-", **query: Any) -> requests.Response:
+    return requests.put(
+        f"{url}/v4/reloadtask/{task}/start",
+        json=body if body is not None else [],
+        params={key: str(value) for key, value in query.items()},
+        timeout=30,
+    )
+
+
+def tag_body(tag: str) -> list[dict[str, Any]]:
+    return [{"type": "starttasktag", "payload": {"tag": tag}}]
