@@ -131,7 +131,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             "byTask": by_task,
         }, 200
 
-    run_id_example = {"runId": RUN_EXAMPLE["runId"]}
+    run_id_example = {"runId": str(RUN_EXAMPLE["runId"])}
     return [
         Endpoint(
             enable_key=ENABLE_KEY,

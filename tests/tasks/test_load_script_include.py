@@ -420,7 +420,7 @@ def test_an_unknown_task_starts_nothing(butler, qrs_simulator):
     assert qrs_simulator.starts() == []
 
 
-@pytest.mark.parametrize("wait", ["true", "1"])
+@pytest.mark.parametrize("wait", ["true", "TRUE"])
 def test_load_script_booleans_for_wait(butler, qrs_simulator, wait):
     url = butler()
     qrs_simulator.set_execution(APP1, duration=0.2)
