@@ -218,7 +218,7 @@ RESERVED_WARNING = (
     "Butler.restServerEndpointsEnable.{} is true, but that feature is not available in this "
     "version (no loaded plugin declares it); the key is ignored"
 )
-PLANNED = ["runs", "plugins", "dashboard", "audit", "health", "metrics"]
+PLANNED = ["plugins", "dashboard", "audit", "health", "metrics"]
 
 
 @pytest.mark.parametrize("key", PLANNED)

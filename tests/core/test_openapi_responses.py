@@ -218,6 +218,18 @@ def test_every_operation_answers_what_the_document_declares(running: Running) ->
         200,
         json={"taskId": ["abc", TASK], "tag": ["startTask1", "Nope"]},
     )
+    waited = check.call(
+        "PUT",
+        "/v4/reloadtask/{taskId}/start",
+        200,
+        path=f"/v4/reloadtask/{TASK}/start",
+        params={"wait": "true", "timeout": "20"},
+    ).json()
+    assert waited.get("outcome") == "success"
+    check.call("GET", "/v4/runs", 200, params={"limit": "2", "trigger": "rest"})
+    check.call("GET", "/v4/runs/summary", 200)
+    run_path = f"/v4/runs/{waited['runs'][0]['runId']}"
+    check.call("GET", "/v4/runs/{runId}", 200, path=run_path)
 
     schedules = "/v4/schedules"
     check.call("GET", schedules, 200)

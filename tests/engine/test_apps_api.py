@@ -12,6 +12,8 @@ import requests
 from butler.app import create_app
 from butler.engine import DUMP_KEYS, EngineClient
 from butler.errors import UpstreamError
+from butler.guid import is_guid
+from butler.runs import Runs, RunStore
 from butler.services import Services
 from butler.tasks import Trigger
 from butler.testing.certs import CertPaths
@@ -81,7 +83,8 @@ def serve(
             engine = make_engine_client(engine_simulator.port, engine_certs)
         if isinstance(engine, EngineClient):
             clients.append(engine)
-        services = Services(config=config, engine=engine, task_starter=start_tasks)
+        runs = Runs(RunStore(None), None)
+        services = Services(config=config, engine=engine, task_starter=start_tasks, runs=runs)
         return live_server(create_app(config, services))
 
     yield factory  # type: ignore[misc]
@@ -122,7 +125,9 @@ def test_reload_success_starts_the_success_chain(
     response = put_reload(serve(), SALES, body)
 
     assert response.status_code == 201
-    assert response.json() == {"appId": SALES}
+    answer = response.json()
+    assert is_guid(answer.pop("runId"))
+    assert answer == {"appId": SALES}
     assert starter.wait_for_calls(1) == [[TASK_OK]]
     assert engine_simulator.saves[SALES] == 1
 
@@ -201,7 +206,9 @@ def test_reload_wait_true_answers_with_the_outcome(
     failure = put_reload(base, FINANCE, body, wait="true")
 
     assert success.status_code == 201
-    assert success.json() == {
+    answer = success.json()
+    assert is_guid(answer.pop("runId"))
+    assert answer == {
         "appId": SALES,
         "reloadResult": "success",
         "message": "App reloaded and saved",
