@@ -13,6 +13,7 @@ from butler.app import create_app
 from butler.lifecycle import build_services
 from butler.services import Services
 from butler.testing.qrs_simulator import QrsSimulator
+from tests.conftest import deep_merge
 from tests.fixtures.qrs import butler_qrs_config
 
 POLL = 0.1
@@ -27,24 +28,13 @@ def runs_butler(
     started: list[Services] = []
 
     def start(extra: dict[str, Any] | None = None) -> tuple[str, Services]:
-        extra = dict(extra or {})
-        config = make_config(
-            {
-                **butler_qrs_config(qrs_simulator, qrs_certs),
-                "restServerEndpointsEnable": {
-                    "senseStartTask": True,
-                    "runs": True,
-                    **extra.pop("restServerEndpointsEnable", {}),
-                },
-                "keyValueStore": {"persistence": "memory"},
-                "runs": {
-                    "pollIntervalSeconds": POLL,
-                    "dbFile": str(tmp_path / "runs.sqlite"),
-                    **extra.pop("runs", {}),
-                },
-                **extra,
-            }
-        )
+        base = {
+            **butler_qrs_config(qrs_simulator, qrs_certs),
+            "restServerEndpointsEnable": {"senseStartTask": True, "runs": True},
+            "keyValueStore": {"persistence": "memory"},
+            "runs": {"pollIntervalSeconds": POLL, "dbFile": str(tmp_path / "runs.sqlite")},
+        }
+        config = make_config(deep_merge(base, extra or {}))
         services = build_services(config)
         services.start()
         started.append(services)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from butler.testing.certs import CertPaths
-from butler.testing.qrs_catalogue import load_catalogue
+from butler.testing.qrs_catalogue import Execution, load_catalogue
 from butler.testing.qrs_simulator.executions import Clock, ExecutionQueue
 from butler.testing.qrs_simulator.faults import Fault, FaultInjector
 from butler.testing.qrs_simulator.recording import (
@@ -242,6 +242,18 @@ class QrsSimulator:
         """Make the task's later starts run ``duration`` seconds and end with ``outcome``
         (``"success"`` or ``"fail"``); executions already triggered keep theirs."""
         self._routes.set_execution(task_id, duration=duration, outcome=outcome)
+
+    def executions_of(self, task_id: str) -> list[Execution]:
+        """The task's executions still in the log, in trigger order."""
+        wanted = task_id.lower()
+        with self._lock:
+            return [e for e in self._executions.all() if e.task.id.lower() == wanted]
+
+    def clear_executions(self) -> None:
+        """Forget every execution, as a QRS whose results were purged (or restored from an
+        older backup) does; tasks and settings stay."""
+        with self._lock:
+            self._executions.clear()
 
     def set_max_concurrent_reloads(self, count: int) -> None:
         """The scheduler's limit of executions running at once; the rest wait Queued.
