@@ -170,8 +170,9 @@ def _last_message(result: Mapping[str, Any]) -> str:
     details = [d for d in result.get("details") or [] if isinstance(d, Mapping)]
     if not details:
         return ""
-    last = max(details, key=lambda d: str(d.get("detailCreatedDate", "")))
-    return str(last.get("message", ""))
+    # Stable sort: of details written in the same millisecond, the later listed is the last.
+    latest = sorted(details, key=lambda d: str(d.get("detailCreatedDate", "")))[-1]
+    return str(latest.get("message", ""))
 
 
 def _script_log_tail(qrs: QrsClient, run: Run, result: Mapping[str, Any] | None) -> str | None:

@@ -75,6 +75,7 @@ butlerSchedule:
       - weekdays
 """
 
+RUNS_DEMO_TAG = "Runs demo"
 ALLOWED_TASK_IDS = [
     "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e",
     "7552d9fc-d1bb-4975-9a38-18357de531ea",
@@ -108,11 +109,12 @@ def demo_config(
         "restServerEndpointsEnable": endpoint_enable_map(True),
         "keyValueStore": {"persistence": "sqlite", "dbFile": "butler-kv.sqlite"},
         "scheduler": {"enable": True, "configfile": "schedule.yaml"},
+        "runs": {"dbFile": "butler-runs.sqlite", "pollIntervalSeconds": 1},
         "startTaskFilter": {
             "enable": True,
             "allowTask": {
                 "taskId": ALLOWED_TASK_IDS,
-                "tag": ["startTask1", "Butler 5.0 demo"],
+                "tag": ["startTask1", "Butler 5.0 demo", RUNS_DEMO_TAG],
                 "customProperty": [
                     {"name": "taskGroup", "value": "tasks1"},
                     {"name": "taskGroup", "value": "tasks2"},
@@ -151,6 +153,7 @@ def demo_config(
             "enable": mqtt_broker,
             "brokerHost": "127.0.0.1",
             "brokerPort": MQTT_PORT,
+            "taskRunTopic": "qliksense/butler/runs",
         },
         "slackNotification": {"restMessage": {"webhookURL": receiver_url + SLACK_PATH}},
         "thirdPartyToolsCredentials": {
@@ -196,6 +199,10 @@ def curl_lines(url: str) -> str:
             f"curl -X PUT '{url}/v4/reloadtask/e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e/start"
             f"?allTaskIdsMustExist=true' {json_type} -d '{body_must_exist}'",
             f'curl -X POST {url}/v4/reloadtask/start {json_type} -d \'{{"tag": ["startTask1"]}}\'',
+            f"curl -X PUT '{url}/v4/reloadtask/-/start?wait=true&timeout=60' {json_type} "
+            f'-d \'{{"tag": ["{RUNS_DEMO_TAG}"]}}\'',
+            f"curl '{url}/v4/runs?limit=5'",
+            f"curl {url}/v4/runs/summary",
             f"curl {url}/v4/schedules",
             f"curl '{url}/v4/schedules?id=Manually-added-schedule-1'",
             f"curl {url}/v4/schedules/status",
@@ -209,13 +216,34 @@ def curl_lines(url: str) -> str:
 
 
 def _self_check(url: str) -> bool:
-    """Start one task through the demo; the smoke mode's proof that everything is wired."""
+    """Start one task and wait for its run; the smoke mode's proof that everything is wired."""
     response = requests.put(
-        f"{url}/v4/reloadtask/e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e/start", json=[], timeout=10
+        f"{url}/v4/reloadtask/e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e/start",
+        params={"wait": "true", "timeout": "30"},
+        json=[],
+        timeout=40,
     )
-    started = response.ok and response.json().get("totalTasksStarted") == 1
-    print(f"Self-check: HTTP {response.status_code}, task started: {started}")
+    answer = response.json() if response.ok else {}
+    started = answer.get("totalTasksStarted") == 1 and answer.get("outcome") == "success"
+    print(f"Self-check: HTTP {response.status_code}, task started and finished: {started}")
     return started
+
+
+def _start_runs_demo(url: str) -> None:
+    """Start the demo's slow tasks once, so the log shows runs queue, finish and fail."""
+    try:
+        response = requests.put(
+            f"{url}/v4/reloadtask/start", json={"tag": [RUNS_DEMO_TAG]}, timeout=10
+        )
+    except requests.RequestException as exc:
+        print(f"Could not start the '{RUNS_DEMO_TAG}' tasks: {exc}")
+        return
+    started = response.json().get("totalTasksStarted") if response.ok else 0
+    print(
+        f"Started the {started} '{RUNS_DEMO_TAG}' tasks (one fails on purpose); watch their "
+        f"runs finish in the log or with: curl '{url}/v4/runs?limit=5'",
+        flush=True,
+    )
 
 
 def run_demo(args: argparse.Namespace, plugin_manager: pluggy.PluginManager) -> int:
@@ -261,6 +289,8 @@ def run_demo(args: argparse.Namespace, plugin_manager: pluggy.PluginManager) -> 
                     "start one (e.g. mosquitto) and restart the demo to try it"
                 )
             print(f"Config: {config_path}\nTry:\n{curl_lines(url)}\n", flush=True)
+            if not args.exit_after_ready:
+                threading.Thread(target=_start_runs_demo, args=(url,), daemon=True).start()
             if args.exit_after_ready:
 
                 def check_then_stop() -> None:
