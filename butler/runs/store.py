@@ -45,6 +45,10 @@ _SCHEMA = (
 )
 
 
+_IN_CHUNK = 500
+"""Ids per ``IN (...)``: well under the 999 parameters older SQLite builds allow."""
+
+
 class RunStoreError(Exception):
     """The run store file cannot be opened or has a schema this Butler does not know."""
 
@@ -163,14 +167,16 @@ class RunStore:
     def claimed(self, execution_ids: Iterable[str]) -> set[str]:
         """Which of these execution ids a run already has."""
         ids = list(execution_ids)
-        if not ids:
-            return set()
-        marks = ",".join("?" * len(ids))
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT execution_id FROM runs WHERE execution_id IN ({marks})", ids
-            ).fetchall()
-        return {row[0] for row in rows}
+        found: set[str] = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT execution_id FROM runs WHERE execution_id IN ({marks})", chunk
+                ).fetchall()
+            found.update(row[0] for row in rows)
+        return found
 
     def query(
         self, where: RunFilter, limit: int, cursor: str | None = None
@@ -238,10 +244,13 @@ class RunStore:
 
     # ----------------------------------------------------------------- idempotency keys
 
-    def claim_key(self, key: str, fingerprint: str, now: float) -> IdempotentAnswer | None:
+    def claim_key(
+        self, key: str, fingerprint: str, now: float, expired_before: float
+    ) -> IdempotentAnswer | None:
         """Take ``key`` for a new request, or return what an earlier request left under it.
 
-        ``None`` means the key was free (or expired and replaced): go ahead and process.
+        ``None`` means the key was free, or its entry was created before ``expired_before``
+        and is replaced: go ahead and process.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -251,9 +260,12 @@ class RunStore:
                     " FROM idempotency WHERE key = ?",
                     (key,),
                 ).fetchone()
+                if row is not None and row[1] < expired_before:
+                    row = None
                 if row is None:
                     self._db.execute(
-                        "INSERT INTO idempotency (key, fingerprint, created_at) VALUES (?, ?, ?)",
+                        "INSERT OR REPLACE INTO idempotency (key, fingerprint, created_at)"
+                        " VALUES (?, ?, ?)",
                         (key, fingerprint, now),
                     )
             except BaseException:

@@ -142,9 +142,7 @@ def _start_view(services: Services, rule: str) -> Any:
         if key is None:
             (request_id, answer), replayed = process(), False
         else:
-            request_id, answer, replayed = answer_once(
-                runs.store, key, fingerprint(rule, call), process
-            )
+            request_id, answer, replayed = answer_once(runs, key, fingerprint(rule, call), process)
         response = Response(
             json.dumps(
                 _with_runs(runs, request_id, answer, call.query["wait"], timeout),

@@ -18,7 +18,7 @@ from typing import Any
 
 from butler.endpoints import ApiRequest
 from butler.errors import ApiError, BadRequest, Conflict, Unprocessable
-from butler.runs import RunStore
+from butler.runs import Runs
 from butler.tasks import StartOutcomeUnknown
 
 HEADER = "Idempotency-Key"
@@ -47,7 +47,7 @@ def fingerprint(rule: str, call: ApiRequest) -> str:
 
 
 def answer_once(
-    store: RunStore,
+    runs: Runs,
     key: str,
     print_: str,
     process: Callable[[], tuple[str, dict[str, Any]]],
@@ -59,7 +59,9 @@ def answer_once(
     is processed; one whose start QRS may have taken (504, outcome unknown) keeps it, so
     a retry cannot start the tasks a second time.
     """
-    earlier = store.claim_key(key, print_, time.time())
+    store = runs.store
+    now = time.time()
+    earlier = store.claim_key(key, print_, now, now - runs.settings.idempotency_hours * 3600)
     if earlier is not None:
         if earlier.fingerprint != print_:
             raise Unprocessable(

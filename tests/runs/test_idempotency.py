@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import requests
 
+from butler.runs import RunStore
 from tests.runs.conftest import add_tasks, tag_body
 
 APP1 = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"
@@ -93,3 +94,15 @@ def test_a_dry_run_under_a_key_replays_as_a_dry_run(runs_butler, qrs_simulator):
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["tasksWouldStart"] == first["tasksWouldStart"]
     assert qrs_simulator.starts() == []
+
+
+def test_an_expired_key_is_taken_afresh(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert store.claim_key("k", "print-a", now=1000.0, expired_before=0.0) is None
+    store.complete_key("k", "req-1", 200, {"requestId": "req-1"})
+    kept = store.claim_key("k", "print-a", now=2000.0, expired_before=500.0)
+    assert kept is not None and kept.request_id == "req-1"
+    assert store.claim_key("k", "print-b", now=90000.0, expired_before=1500.0) is None
+    fresh = store.claim_key("k", "print-b", now=90001.0, expired_before=1500.0)
+    assert fresh is not None and fresh.fingerprint == "print-b" and fresh.status is None
+    store.close()
