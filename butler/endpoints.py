@@ -106,6 +106,9 @@ class Endpoint:
     body_example: Any = None
     path_examples: Mapping[str, str] = field(default_factory=dict)
     """An example value per path parameter, for the document's "Try it out"."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Optional request headers the view reads (``ApiRequest.headers``): name -> what it
+    does, for the document."""
     responses: Mapping[int, str | Reply] = field(default_factory=dict)
     description: str = ""
     waits: bool = False

@@ -170,6 +170,10 @@ def _operation(ep: Endpoint, responses: dict[str, dict[str, Any]]) -> dict[str, 
     params: list[Any] = [_path_parameter(name, ep) for name in _PATH_PARAM.findall(ep.rule)]
     if ep.query_schema is not None:
         params.append({"in": "query", "schema": ep.query_schema})
+    params.extend(
+        {"in": "header", "name": name, "description": text, "schema": {"type": "string"}}
+        for name, text in ep.headers.items()
+    )
     if params:
         op["parameters"] = params
     if ep.body_schema is not None:

@@ -201,6 +201,12 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                     query_schema=StartQuery,
                     body_example=EXAMPLE,
                     path_examples={"taskId": "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"},
+                    headers={
+                        HEADER: "At most 255 characters. A repeat of the same request "
+                        "(route, task id, query, body) within Butler.runs.idempotencyHours "
+                        f"answers the first answer again with {REPLAYED_HEADER}: true and "
+                        "starts nothing; the same key with another request is a 422"
+                    },
                     summary="Start reload tasks by id, tag or custom property",
                     description=(
                         'Use "-" as task id (or omit the segment) when the body names the '

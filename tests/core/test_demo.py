@@ -28,7 +28,7 @@ def test_demo_smoke_mode_starts_a_task_and_exits_cleanly():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Self-check: HTTP 200, task started: True" in result.stdout
+    assert "Self-check: HTTP 200, task started and finished: True" in result.stdout
     assert "curl -X PUT http://127.0.0.1:" in result.stdout
 
 
