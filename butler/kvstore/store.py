@@ -34,6 +34,7 @@ from butler.kvstore.values import (
     parse_ttl,
     value_text,
 )
+from butler.sqlite_file import open_durable
 
 log = logging.getLogger(__name__)
 
@@ -90,38 +91,13 @@ class KvStore:
     # ----------------------------------------------------------------- lifecycle
 
     def _open(self, path: Path) -> sqlite3.Connection:
+        db = open_durable(path, "Key-value store", _SCHEMA_VERSION, _SCHEMA, KvStoreError)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise KvStoreError(f"Cannot open key-value store file {path}: {exc}") from exc
-        try:
-            self._prepare(db)
             self._load(db)
         except sqlite3.Error as exc:
             db.close()
             raise KvStoreError(f"Cannot open key-value store file {path}: {exc}") from exc
-        except KvStoreError:
-            db.close()
-            raise
         return db
-
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("Key-value store %s: WAL not available, using %s journal", self._path, mode)
-        db.execute("PRAGMA synchronous=FULL")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
-            raise KvStoreError(
-                f"Key-value store file {self._path} has schema version {version}; "
-                f"this Butler understands version {_SCHEMA_VERSION}"
-            )
-        db.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA:
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        db.execute("COMMIT")
 
     def _load(self, db: sqlite3.Connection) -> None:
         """Read the file into memory; expired rows are skipped (the sweep deletes them)."""

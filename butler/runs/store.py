@@ -16,8 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from butler.runs.model import FINAL_STATUSES, Run
-
-log = logging.getLogger(__name__)
+from butler.sqlite_file import open_durable
 
 _SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -89,44 +86,11 @@ class RunStore:
     def __init__(self, path: Path | None):
         self._path = path
         self._lock = threading.Lock()
-        target = ":memory:" if path is None else str(path)
-        try:
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise RunStoreError(f"Cannot open run store file {path}: {exc}") from exc
-        try:
-            self._prepare()
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise RunStoreError(f"Cannot open run store file {path}: {exc}") from exc
-        except RunStoreError:
-            self._db.close()
-            raise
+        self._db = open_durable(path, "Run store", _SCHEMA_VERSION, _SCHEMA, RunStoreError)
 
     @property
     def path(self) -> Path | None:
         return self._path
-
-    def _prepare(self) -> None:
-        db = self._db
-        if self._path is not None:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning("Run store %s: WAL not available, using %s journal", self._path, mode)
-        db.execute("PRAGMA synchronous=FULL")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
-            raise RunStoreError(
-                f"Run store file {self._path} has schema version {version}; this Butler "
-                f"understands version {_SCHEMA_VERSION}"
-            )
-        db.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA:
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ import requests
 
 from butler.app import create_app
 from butler.lifecycle import build_services
+from butler.runs import FINAL_STATUSES
 from tests.fixtures.qrs import butler_qrs_config
 
 QVS = Path(__file__).resolve().parents[2] / "docs" / "butler_runs.qvs"
@@ -32,16 +33,6 @@ APP2 = "7552d9fc-d1bb-4975-9a38-18357de531ea"
 APP3 = "fb0f317d-da91-4b86-aafa-0174ae1e8c8f"
 FAILING = "2d4e6f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5"
 UNKNOWN = "11111111-2222-4333-8444-555555555555"
-FINAL_STATUSES = {
-    "FinishedSuccess",
-    "FinishedFail",
-    "Aborted",
-    "Skipped",
-    "Error",
-    "Reset",
-    "StartFailed",
-    "Unknown",
-}
 
 
 # --- a small reader for the include ---------------------------------------------------
