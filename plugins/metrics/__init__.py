@@ -38,7 +38,9 @@ def butler_enable_keys() -> list[EnableKey]:
 @hookimpl
 def butler_services(config: Config, services: Services) -> None:
     if config.endpoint_enabled("metrics"):
-        metrics = services.register(ButlerMetrics, ButlerMetrics(services.kv_store, services.mqtt))
+        metrics = services.register(
+            ButlerMetrics, ButlerMetrics(services.kv_store, services.mqtt, services.runs)
+        )
         services.events.subscribe(metrics)
 
 

@@ -19,6 +19,7 @@ from butler import __version__
 from butler.events import Observer
 from butler.kvstore import KvStore
 from butler.mqtt import MqttService
+from butler.runs import Runs
 
 MAX_NAMESPACE_SERIES = 50
 """Per-namespace key counts are exported for the largest namespaces only, so a store with
@@ -35,7 +36,9 @@ LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 class ButlerMetrics(Observer):
     """The metric families of one Butler and the observer that feeds them."""
 
-    def __init__(self, kv_store: KvStore | None, mqtt: MqttService | None):
+    def __init__(
+        self, kv_store: KvStore | None, mqtt: MqttService | None, runs: Runs | None = None
+    ):
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self._requests = Counter(
@@ -82,7 +85,13 @@ class ButlerMetrics(Observer):
             ["version"],
             registry=registry,
         ).labels(__version__).set(1)
-        registry.register(_LiveGauges(kv_store, mqtt))
+        self._runs_finished = Counter(
+            "butler_runs_finished",
+            "Runs that became final, by kind (task, appReload), trigger and status",
+            ["kind", "trigger", "status"],
+            registry=registry,
+        )
+        registry.register(_LiveGauges(kv_store, mqtt, runs))
         self._request_series: dict[tuple[str, str, str], Any] = {}
         self._duration_series: dict[tuple[str, str], Any] = {}
 
@@ -122,6 +131,9 @@ class ButlerMetrics(Observer):
         for _, result in results:
             self._fires.labels(_outcome(result)).inc()
 
+    def run_finished(self, run: Mapping[str, Any]) -> None:
+        self._runs_finished.labels(run["kind"], run["trigger"], run["status"]).inc()
+
 
 def _outcome(result: str) -> str:
     """``failed: QRS refused ...`` as ``failed``: the label keeps the kind, not the text."""
@@ -129,11 +141,12 @@ def _outcome(result: str) -> str:
 
 
 class _LiveGauges(Collector):
-    """Gauges read when scraped: key-value store sizes and the MQTT connection."""
+    """Gauges read when scraped: key-value store sizes, the MQTT connection, open runs."""
 
-    def __init__(self, kv_store: KvStore | None, mqtt: MqttService | None):
+    def __init__(self, kv_store: KvStore | None, mqtt: MqttService | None, runs: Runs | None):
         self._kv = kv_store
         self._mqtt = mqtt
+        self._runs = runs
 
     def describe(self) -> list[Metric]:
         return []
@@ -161,4 +174,8 @@ class _LiveGauges(Collector):
                 "butler_mqtt_connected",
                 "1 while connected to the MQTT broker",
                 value=1 if self._mqtt.connected else 0,
+            )
+        if self._runs is not None:
+            yield GaugeMetricFamily(
+                "butler_runs_open", "Runs not final yet (tracked)", value=self._runs.open_count()
             )

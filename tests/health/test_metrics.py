@@ -114,6 +114,33 @@ def test_task_starts_and_qrs_durations_are_counted(
     assert not any(GUID in route for route in routes)
 
 
+def test_runs_are_counted_when_final_and_open_ones_gauged(
+    make_config, running_butler, qrs_simulator, qrs_certs, tmp_path
+):
+    qrs_simulator.set_execution(GUID, duration=0.2)
+    config = make_config(
+        {
+            **butler_qrs_config(qrs_simulator, qrs_certs),
+            "restServerEndpointsEnable": {"metrics": True, "senseStartTask": True},
+            "runs": {"pollIntervalSeconds": 0.1, "dbFile": str(tmp_path / "runs.sqlite")},
+        }
+    )
+    url = running_butler(config)
+    started = requests.put(f"{url}/v4/reloadtask/{GUID}/start", timeout=10)
+    assert started.json()["runs"][0]["status"] == "Triggered"
+    assert scrape(url)[("butler_runs_open", ())] == 1
+    waited = requests.put(
+        f"{url}/v4/reloadtask/{GUID}/start", params={"wait": "true"}, timeout=10
+    ).json()
+    assert waited["outcome"] == "success"
+    samples = scrape(url)
+    finished = (
+        "butler_runs_finished_total",
+        (("kind", "task"), ("status", "FinishedSuccess"), ("trigger", "rest")),
+    )
+    assert samples[finished] >= 1
+
+
 def test_schedule_fires_and_lateness(tmp_path):
     """The scheduler reports each fire through the core's events; the metrics count them."""
 
