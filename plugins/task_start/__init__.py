@@ -15,7 +15,7 @@ from flask import Response
 from marshmallow import Schema, validate
 
 from butler.config import Config, CoreService, EnableKey
-from butler.endpoints import ApiRequest, Endpoint, Reply
+from butler.endpoints import ApiRequest, Endpoint, Reply, View
 from butler.errors import BadRequest, FeatureUnavailable
 from butler.fields import LoadScriptBoolean, LoadScriptNumber
 from butler.hookspecs import hookimpl
@@ -117,7 +117,7 @@ def butler_services(config: Config, services: Services) -> None:
     mqtt.set_task_start_handler(on_task_start)
 
 
-def _start_view(services: Services, rule: str) -> Any:
+def _start_view(services: Services, rule: str) -> View:
     def start(call: ApiRequest) -> Any:
         starter, runs = services.task_starter, services.runs
         if starter is None or runs is None:
