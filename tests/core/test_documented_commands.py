@@ -49,6 +49,7 @@ DOCUMENTED = {
     "python scripts/bench_held_workers.py": "help",
     "python scripts/bench_kv.py": "help",
     "python scripts/bench_scheduler.py": "help",
+    "python scripts/bench_runs.py": "help",
     "python scripts/count_request_calls.py": "help",
     "python scripts/bench_http.py --duration 5 --rounds 3": "help",
     "butler check-config -c <file>": "help",
