@@ -51,7 +51,7 @@ DEFAULT_STATIC_HEADERS: tuple[tuple[str, str], ...] = (
 )
 _XRFKEY_ALPHABET = string.ascii_letters + string.digits
 # Keep the URL under the 8 KB that proxies in front of QRS commonly allow (http.sys itself
-# takes 16 KB): with 7,000 filter characters, 100 ``executionID eq <guid>`` clauses (one
+# takes 16 KB): with 7,000 filter characters, 111 ``executionID eq <guid>`` clauses (one
 # poll of 100 open runs) fit one request.
 _MAX_ENCODED_FILTER = 7000
 _BODY_LOG_LIMIT = 2000
@@ -238,7 +238,7 @@ class QrsClient:
 
     def execution_results(self, clauses: Sequence[str]) -> list[dict[str, Any]]:
         """``GET /qrs/executionresult/full`` for any of ``clauses`` (QRS filter expressions),
-        in as few requests as the URL length allows (one for 100 ``executionID eq`` ids)."""
+        in as few requests as the URL length allows (111 ``executionID eq`` ids to one)."""
         found: list[dict[str, Any]] = []
         for chunk in filter_chunks(clauses):
             data = self._json("GET", "/executionresult/full", filter=" or ".join(chunk))

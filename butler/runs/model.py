@@ -8,7 +8,7 @@ the execution, or never showed one for our start). Times are ISO 8601 with an of
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 RunKind = Literal["task", "appReload"]
@@ -127,8 +127,8 @@ class Run:
         }
 
     def to_row(self) -> dict[str, Any]:
-        """Every field, for the store."""
-        return asdict(self)
+        """Every field, for the store (all scalars: a shallow copy is a full one)."""
+        return dict(vars(self))
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:

@@ -256,13 +256,19 @@ class Runs:
     # ----------------------------------------------------------------- the tracker
 
     def _track(self) -> None:
+        """Poll every ``poll_interval`` from the start of one poll to the next (a slow QRS
+        does not stretch the period), and sleep while nothing is open."""
         next_prune = time.monotonic() + PRUNE_INTERVAL
+        last_poll = time.monotonic()
         while not self._stop.is_set():
             if not self.open_count():
                 self._wake.wait(PRUNE_INTERVAL)
                 self._wake.clear()
-            if self._stop.wait(self.settings.poll_interval):
+                last_poll = max(last_poll, time.monotonic())
+            pause = last_poll + self.settings.poll_interval - time.monotonic()
+            if self._stop.wait(max(0.0, pause)):
                 return
+            last_poll = time.monotonic()
             try:
                 self.poll_once()
             except Exception:
@@ -278,7 +284,7 @@ class Runs:
         with self._changed:
             tracked = sorted(
                 (copy.copy(run) for run in self._open.values() if run.kind == "task"),
-                key=lambda run: (run.created_at, run.run_id),
+                key=lambda run: run.created_at,
             )
         if not tracked:
             return 0

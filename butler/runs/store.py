@@ -27,10 +27,11 @@ from butler.sqlite_file import open_durable
 
 _SCHEMA_VERSION = 1
 _SCHEMA = (
+    # A rowid table: rows are large and keys random, where WITHOUT ROWID inserts cost twice.
     "CREATE TABLE IF NOT EXISTS runs ("
     " run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, request_id TEXT NOT NULL,"
     " task_id TEXT, status TEXT NOT NULL, trigger TEXT NOT NULL, final INTEGER NOT NULL,"
-    " execution_id TEXT, data TEXT NOT NULL) WITHOUT ROWID",
+    " execution_id TEXT, data TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, run_id)",
     "CREATE INDEX IF NOT EXISTS runs_request ON runs (request_id)",
     "CREATE INDEX IF NOT EXISTS runs_open ON runs (final) WHERE final = 0",
@@ -106,8 +107,12 @@ class RunStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                # An upsert keeps a run's rowid, so runs keep their start order.
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id)"
+                    " DO UPDATE SET status = excluded.status, final = excluded.final,"
+                    " execution_id = excluded.execution_id, data = excluded.data",
+                    rows,
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -115,8 +120,9 @@ class RunStore:
             self._db.execute("COMMIT")
 
     def open_runs(self) -> list[Run]:
-        """Every run that is not final, oldest first (what the tracker resumes after a start)."""
-        return self._runs("SELECT data FROM runs WHERE final = 0 ORDER BY created_at, run_id", ())
+        """Every run that is not final, in start order (what the tracker resumes after a
+        start)."""
+        return self._runs("SELECT data FROM runs WHERE final = 0 ORDER BY created_at, rowid", ())
 
     def get(self, run_id: str) -> Run | None:
         found = self._runs("SELECT data FROM runs WHERE run_id = ?", (run_id,))
@@ -124,7 +130,7 @@ class RunStore:
 
     def by_request(self, request_id: str) -> list[Run]:
         return self._runs(
-            "SELECT data FROM runs WHERE request_id = ? ORDER BY created_at, run_id",
+            "SELECT data FROM runs WHERE request_id = ? ORDER BY created_at, rowid",
             (request_id,),
         )
 

@@ -3,7 +3,7 @@
 Why it is built this way:
 
 * Cost does not grow with the number of runs: one ``GET /qrs/executionresult/full`` per
-  poll, its filter naming every known execution (``executionID eq …``, 100 to a request),
+  poll, its filter naming every known execution (``executionID eq …``, 111 to a request),
   plus one ``createdDate ge '<t>'`` clause when some runs do not know their execution yet.
 * A batched ``start/many`` answers 204 without ids, so a new run learns its execution from
   that clause: the earliest execution result of its task created at or after the start
@@ -81,12 +81,14 @@ def poll(
     results = qrs.execution_results(asked.clauses)
     by_execution = {str(r.get("executionID", "")).lower(): r for r in results}
     taken = {run.execution_id for run in runs if run.execution_id}
+    candidates: dict[str, list[tuple[float, str, Mapping[str, Any]]]] = {}
     if any(run.execution_id is None for run in runs):
         taken |= claimed(set(by_execution) - taken)
+        candidates = _by_task(results, taken)
     changed: dict[str, Run] = {}
     for run in runs:
         if run.execution_id is None:
-            match = _claim(run, results, taken)
+            match = _claim(run, candidates.get(run.task_id or "", []), taken)
             if match is None:
                 if now - run.created_at > MATCH_WINDOW:
                     _unknown(run, "QRS shows no execution of this task for Butler's start")
@@ -109,22 +111,35 @@ def poll(
     return list(changed.values())
 
 
-def _claim(run: Run, results: Sequence[Mapping[str, Any]], taken: set[str]) -> Any:
-    """The earliest result of the run's task created at or after its start, not yet taken."""
-    candidates = []
+def _by_task(
+    results: Sequence[Mapping[str, Any]], taken: set[str]
+) -> dict[str, list[tuple[float, str, Mapping[str, Any]]]]:
+    """Unclaimed results per task id, oldest first: each run then looks at its own task's
+    few, so matching stays linear in the number of results."""
+    grouped: dict[str, list[tuple[float, str, Mapping[str, Any]]]] = {}
     for result in results:
         execution = str(result.get("executionID", "")).lower()
-        if execution in taken or str(result.get("taskID", "")).lower() != run.task_id:
+        if execution in taken:
             continue
         try:
             created = parse_iso(str(result.get("createdDate", "")))
         except ValueError:
             continue
-        if run.match_after is not None and created >= run.match_after:
-            candidates.append((created, execution, result))
-    if not candidates:
-        return None
-    return min(candidates, key=lambda c: (c[0], c[1]))[2]
+        task = str(result.get("taskID", "")).lower()
+        grouped.setdefault(task, []).append((created, execution, result))
+    for found in grouped.values():
+        found.sort(key=lambda item: (item[0], item[1]))
+    return grouped
+
+
+def _claim(
+    run: Run, candidates: Sequence[tuple[float, str, Mapping[str, Any]]], taken: set[str]
+) -> Mapping[str, Any] | None:
+    """The earliest result of the run's task created at or after its start, not yet taken."""
+    for created, execution, result in candidates:
+        if execution not in taken and run.match_after is not None and created >= run.match_after:
+            return result
+    return None
 
 
 def _apply(run: Run, result: Mapping[str, Any]) -> bool:

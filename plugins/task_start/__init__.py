@@ -19,9 +19,9 @@ from butler.endpoints import ApiRequest, Endpoint, Reply, View
 from butler.errors import BadRequest, FeatureUnavailable
 from butler.fields import LoadScriptBoolean, LoadScriptNumber
 from butler.hookspecs import hookimpl
-from butler.runs import Runs, outcome_of
+from butler.runs import Run, Runs, outcome_of
 from butler.services import Services
-from butler.tasks import TaskStarter, Trigger
+from butler.tasks import StartResult, TaskStarter, Trigger
 from butler_plugins.task_start.idempotency import (
     HEADER,
     REPLAYED_HEADER,
@@ -135,17 +135,21 @@ def _start_view(services: Services, rule: str) -> View:
                 "(Butler.runs.maxWaitSeconds)"
             )
         key = idempotency_key(call)
+        fresh: list[StartResult] = []
 
         def process() -> tuple[str, dict[str, Any]]:
-            return _start(starter, call, task_id)
+            result, answer = _start(starter, call, task_id)
+            fresh.append(result)
+            return result.request_id, answer
 
         if key is None:
             (request_id, answer), replayed = process(), False
         else:
             request_id, answer, replayed = answer_once(runs, key, fingerprint(rule, call), process)
+        started = fresh[0].runs if fresh else runs.by_request(request_id)
         response = Response(
             json.dumps(
-                _with_runs(runs, request_id, answer, call.query["wait"], timeout),
+                _with_runs(runs, started, answer, call.query["wait"], timeout),
                 indent=2,
                 ensure_ascii=False,
             ),
@@ -158,23 +162,22 @@ def _start_view(services: Services, rule: str) -> View:
     return start
 
 
-def _start(starter: TaskStarter, call: ApiRequest, task_id: str) -> tuple[str, dict[str, Any]]:
-    """Start what the call names; the request id and the answer without its runs."""
+def _start(
+    starter: TaskStarter, call: ApiRequest, task_id: str
+) -> tuple[StartResult, dict[str, Any]]:
+    """Start what the call names; the result and the answer without its runs (what an
+    idempotent replay answers again)."""
     request = parse_start_body(call.body, task_id)
     request.all_task_ids_must_exist = call.query["allTaskIdsMustExist"]
     request.dry_run = call.query["dryRun"]
     result = starter.start(request, Trigger.rest(call.client))
-    return result.request_id, {
-        **start_response(result, request.dry_run),
-        "requestId": result.request_id,
-    }
+    return result, {**start_response(result, request.dry_run), "requestId": result.request_id}
 
 
 def _with_runs(
-    runs: Runs, request_id: str, answer: dict[str, Any], wait: bool, timeout: float
+    runs: Runs, started: list[Run], answer: dict[str, Any], wait: bool, timeout: float
 ) -> dict[str, Any]:
     """The answer with the request's runs as they are now, or once final with ``wait``."""
-    started = runs.by_request(request_id)
     if "tasksWouldStart" in answer:
         return {**answer, "runs": []}
     if not wait:
