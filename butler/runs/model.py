@@ -8,6 +8,7 @@ the execution, or never showed one for our start). Times are ISO 8601 with an of
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,6 +58,12 @@ QRS_STATUS_NAMES = {
 
 def is_final(status: str) -> bool:
     return status in FINAL_STATUSES
+
+
+def to_millis(timestamp: float) -> float:
+    """A time cut to the millisecond, as the API shows it, so ``until=<a createdAt>``
+    includes that run."""
+    return math.floor(timestamp * 1000) / 1000
 
 
 def iso(timestamp: float | None) -> str | None:

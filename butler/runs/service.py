@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from butler.errors import ApiError
 from butler.events import Events
 from butler.guid import new_guid
-from butler.runs.model import Run
+from butler.runs.model import Run, to_millis
 from butler.runs.store import RunFilter, RunStore
 from butler.runs.tracker import poll
 
@@ -95,6 +95,17 @@ class Runs:
         self.store.save(lost)
         for run in lost:
             self._report_final(run)
+        unsettled = self.store.settle_unfinished_keys(
+            "Butler stopped while the first request with this Idempotency-Key was being "
+            "processed: whether QRS started its tasks is unknown. Its runs (GET /v4/runs) "
+            "say what QRS did; use a new key to start again"
+        )
+        if unsettled:
+            log.warning(
+                "Runs: %d idempotency key(s) of requests cut short by the stop now answer "
+                "504 (outcome unknown)",
+                unsettled,
+            )
         if self._open:
             log.info("Runs: tracking %d open run(s) left from before the restart", len(self._open))
         self._prune()
@@ -123,19 +134,35 @@ class Runs:
         self,
         request_id: str,
         trigger: Trigger,
-        started: Sequence[Mapping[str, str]],
-        failed: Sequence[Mapping[str, Any]],
+        tasks: Sequence[Mapping[str, str]],
         created_at: float,
     ) -> list[Run]:
-        """Runs for tasks handed to QRS (``Triggered``) and refused by it (``StartFailed``),
-        committed before the start is acknowledged."""
-        runs = [
-            self._task_run(request_id, trigger, ref, "Triggered", "", created_at) for ref in started
-        ] + [
-            self._task_run(request_id, trigger, ref, "StartFailed", ref["message"], created_at)
-            for ref in failed
-        ]
+        """``Triggered`` runs for tasks about to be handed to QRS, committed before QRS is
+        asked: if Butler dies during the call, the tracker still finds out what QRS did."""
+        runs = [self._task_run(request_id, trigger, ref, created_at) for ref in tasks]
         self._record(runs)
+        return [copy.copy(run) for run in runs]
+
+    def refused(self, runs: Sequence[Run], reasons: Mapping[str, str]) -> list[Run]:
+        """Mark the runs of tasks QRS refused (task id -> why) ``StartFailed``; the runs
+        with their status now."""
+        failed = []
+        for run in runs:
+            reason = reasons.get(run.task_id or "")
+            if reason is not None:
+                run.status = "StartFailed"
+                run.message = reason
+                run.finished_at = run.created_at
+                run.match_after = None
+                failed.append(run)
+        if failed:
+            self.store.save(failed)
+            with self._changed:
+                for run in failed:
+                    self._open.pop(run.run_id, None)
+                self._changed.notify_all()
+            for run in failed:
+                self._report_final(run)
         return [copy.copy(run) for run in runs]
 
     def record_app_reload(self, request_id: str, trigger: Trigger, app_id: str) -> Run:
@@ -149,7 +176,7 @@ class Runs:
             caller=trigger.caller,
             request_id=request_id,
             status="Started",
-            created_at=self._clock(),
+            created_at=to_millis(self._clock()),
         )
         run.started_at = run.created_at
         self._record([run])
@@ -171,15 +198,10 @@ class Runs:
         return copy.copy(run)
 
     def _task_run(
-        self,
-        request_id: str,
-        trigger: Trigger,
-        ref: Mapping[str, Any],
-        status: str,
-        message: str,
-        created_at: float,
+        self, request_id: str, trigger: Trigger, ref: Mapping[str, Any], created_at: float
     ) -> Run:
-        run = Run(
+        created = to_millis(created_at)
+        return Run(
             run_id=new_guid(),
             kind="task",
             task_id=ref["taskId"],
@@ -188,15 +210,10 @@ class Runs:
             trigger=trigger.kind,
             caller=trigger.caller_for(ref["taskId"]),
             request_id=request_id,
-            status=status,
-            created_at=created_at,
-            message=message,
+            status="Triggered",
+            created_at=created,
+            match_after=created - self.settings.clock_skew_seconds,
         )
-        if status == "StartFailed":
-            run.finished_at = created_at
-        else:
-            run.match_after = created_at - self.settings.clock_skew_seconds
-        return run
 
     def _record(self, runs: list[Run]) -> None:
         if not runs:

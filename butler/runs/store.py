@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -259,6 +260,16 @@ class RunStore:
         with self._lock:
             self._db.execute("DELETE FROM idempotency WHERE key = ?", (key,))
 
+    def settle_unfinished_keys(self, message: str) -> int:
+        """Keys whose first request was still being processed when Butler stopped: nobody
+        will complete them, and whether QRS took their start is unknown. They answer 504
+        ``START_OUTCOME_UNKNOWN`` from now on, as a start QRS did not confirm does."""
+        with self._lock:
+            return self._db.execute(
+                "UPDATE idempotency SET status = 504, answer = ? WHERE status IS NULL",
+                (json.dumps(message),),
+            ).rowcount
+
     def prune_keys(self, older_than: float) -> int:
         with self._lock:
             return self._db.execute(
@@ -311,6 +322,8 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, run_id = json.loads(raw)
         if isinstance(created, bool) or not isinstance(created, int | float):
+            raise ValueError
+        if not math.isfinite(created):
             raise ValueError
         if not isinstance(run_id, str):
             raise ValueError

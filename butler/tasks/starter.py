@@ -192,13 +192,24 @@ class TaskStarter:
             _log_result(trigger, result, dry_run=True)
             return result
         self._write_kv_items(request.kv_items)
-        created_at = time.time()
+        runs = (
+            self._runs.record_task_starts(result.request_id, trigger, to_start, time.time())
+            if self._runs is not None
+            else []
+        )
+        result.runs = runs
         try:
             refused = self._start_all(to_start)
         except StartOutcomeUnknown:
-            # They may have started: their runs let the tracker find out, and say so.
-            self._record_runs(result, trigger, to_start, [], created_at)
+            raise  # They may have started: their runs let the tracker find out, and say so.
+        except ApiError as exc:
+            if self._runs is not None:
+                self._runs.refused(runs, {ref["taskId"]: exc.message for ref in to_start})
             raise
+        if refused and self._runs is not None:
+            result.runs = self._runs.refused(
+                runs, {task_id: message for task_id, (_, message) in refused.items()}
+            )
         for ref in to_start:
             if ref["taskId"] in refused:
                 status, message = refused[ref["taskId"]]
@@ -209,23 +220,9 @@ class TaskStarter:
         result.started_by_id = [r for r in id_refs if r["taskId"] in ok]
         result.started_by_tag = [r for refs in by_tag for r in refs if r["taskId"] in ok]
         result.started_by_cp = [r for refs in by_cp for r in refs if r["taskId"] in ok]
-        self._record_runs(result, trigger, result.started, result.failed, created_at)
         _log_result(trigger, result)
         self._events.task_starts(trigger.kind, result.outcomes())
         return result
-
-    def _record_runs(
-        self,
-        result: StartResult,
-        trigger: Trigger,
-        started: Sequence[Mapping[str, str]],
-        failed: Sequence[Mapping[str, Any]],
-        created_at: float,
-    ) -> None:
-        if self._runs is not None:
-            result.runs = self._runs.record_task_starts(
-                result.request_id, trigger, started, failed, created_at
-            )
 
     def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
         """Start tasks by id and return the outcome per lower-case id (schedules, chains)."""

@@ -195,16 +195,9 @@ def test_an_idempotent_replay_survives_kill_9(site: Site, qrs_simulator: QrsSimu
 def test_a_key_whose_request_died_with_butler_does_not_stay_in_progress(
     site: Site, qrs_simulator: QrsSimulator
 ) -> None:
-    """Killed while QRS held the start: after the restart nothing processes that key.
-
-    BUG (left failing on purpose): the key was claimed (plugins/task_start/idempotency.py
-    ``answer_once`` -> ``RunStore.claim_key``, a row with ``status`` NULL) and the process
-    died before ``complete_key``. The restarted Butler treats the NULL status as "the first
-    request is still being processed" and answers 409 IDEMPOTENCY_KEY_IN_PROGRESS, "retry in
-    a moment", to every retry until the key expires (``Butler.runs.idempotencyHours``,
-    default 24 h), although no request is in flight any more. It should answer like a start
-    whose outcome is unknown (the task may have started: here QRS did start it) and say so.
-    """
+    """Killed while QRS held the start: after the restart the key answers "outcome
+    unknown" (504), not "still being processed" for a request nobody processes any more, and
+    the run recorded before the QRS call is tracked to what QRS really did."""
     qrs_simulator.add_fault(APP1_TASK, method="POST", delay=1.0, times=1)
     with site.run() as first:
         site.wait_answering(first)
@@ -232,5 +225,6 @@ def test_a_key_whose_request_died_with_butler_does_not_stay_in_progress(
         output = stop(second)
     assert second.returncode == 0, output[-2000:]
     assert len(starts) == 1, "the retry started the task a second time"
-    # Fails: see the docstring (409 "still being processed" although nothing is).
-    assert retry.json().get("code") != "IDEMPOTENCY_KEY_IN_PROGRESS", retry.text
+    assert retry.status_code == 504, retry.text
+    assert retry.json()["code"] == "START_OUTCOME_UNKNOWN"
+    assert stored(site.db, "SELECT task_id FROM runs", ()) == [(APP1_TASK,)]

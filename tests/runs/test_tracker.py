@@ -76,7 +76,7 @@ def test_a_start_qrs_never_shows_becomes_unknown_not_a_guess(tracked, qrs_simula
     (task,) = add_tasks(qrs_simulator, 1, "ghost", duration=0)
     old = time.time() - MATCH_WINDOW - 5
     (run,) = runs.record_task_starts(
-        "req", Trigger.rest("x"), [{"taskId": task, "taskName": "ghost"}], [], old
+        "req", Trigger.rest("x"), [{"taskId": task, "taskName": "ghost"}], old
     )
     runs.poll_once()
     assert runs.get(run.run_id).status == "Unknown"
@@ -114,23 +114,16 @@ def test_retention_drops_old_final_runs_and_keeps_open_ones(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     runs = Runs(store, None)
     now = time.time()
-    old = runs.record_task_starts(
-        "a",
-        Trigger.rest("x"),
-        [],
-        [{"taskId": "t1", "taskName": "n", "message": "refused"}],
-        now - 40 * 86400,
-    )
+
+    def refused(request_id, tasks, created_at):
+        started = runs.record_task_starts(request_id, Trigger.rest("x"), tasks, created_at)
+        return runs.refused(started, {task["taskId"]: "refused" for task in tasks})
+
+    old = refused("a", [{"taskId": "t1", "taskName": "n"}], now - 40 * 86400)
     still_open = runs.record_task_starts(
-        "b", Trigger.rest("x"), [{"taskId": "t2"}], [], now - 40 * 86400
+        "b", Trigger.rest("x"), [{"taskId": "t2"}], now - 40 * 86400
     )
-    recent = runs.record_task_starts(
-        "c",
-        Trigger.rest("x"),
-        [],
-        [{"taskId": f"t{i}", "message": "refused"} for i in range(5)],
-        now,
-    )
+    recent = refused("c", [{"taskId": f"t{i}"} for i in range(5)], now)
     assert store.prune(now - 30 * 86400, max_runs=100) == 1
     assert store.get(old[0].run_id) is None and store.get(still_open[0].run_id) is not None
     assert store.prune(0, max_runs=3) == 3

@@ -370,18 +370,11 @@ def test_filters_narrow_the_list(runs_butler: RunsButler, qrs_simulator: QrsSimu
 def test_until_a_runs_own_created_at_includes_that_run(
     runs_butler: RunsButler, qrs_simulator: QrsSimulator
 ) -> None:
-    """``until`` is "createdAt at or before": the createdAt a run shows must include it.
-
-    BUG (left failing on purpose): the API shows createdAt truncated to milliseconds
-    (butler/runs/model.py ``iso``, ``timespec="milliseconds"``) while the store compares the
-    full-precision float (butler/runs/store.py ``_conditions``: ``created_at <= ?``), so a
-    run is excluded by ``until=<its own createdAt>`` whenever its start time had a
-    sub-millisecond part, i.e. practically always.
-    """
+    """``until`` is "createdAt at or before": the createdAt a run shows must include it
+    (times are kept to the millisecond the API shows)."""
     url, _ = runs_butler()
     (run,) = start(url, task=APP1_TASK, wait="true").json()["runs"]
     assert run_ids(list_runs(url, since=run["createdAt"])) == {run["runId"]}
-    # Fails: see the docstring (until compares full precision with a truncated createdAt).
     assert run_ids(list_runs(url, until=run["createdAt"])) == {run["runId"]}
 
 
@@ -486,14 +479,8 @@ def test_bad_queries_answer_400_json(runs_butler: RunsButler) -> None:
 
 
 def test_a_cursor_with_a_time_that_is_no_number_is_refused(runs_butler: RunsButler) -> None:
-    """``NaN`` and ``Infinity`` are no createdAt a page could have handed out.
-
-    BUG (left failing on purpose): butler/runs/store.py ``decode_cursor`` checks that the
-    time is an int or float, and Python's ``json.loads`` reads ``NaN``/``Infinity`` as
-    floats, so these forged cursors pass: ``[NaN, "x"]`` answers 200 with an empty page
-    (SQLite binds NaN as NULL), ``[Infinity, "x"]`` 200 with the first page again, instead
-    of 400 like every other cursor no page handed out.
-    """
+    """``NaN`` and ``Infinity`` (which JSON decoding accepts) are no createdAt a page
+    could have handed out: 400 like any forged cursor."""
     url, _ = runs_butler()
     start(url, task=APP1_TASK)
     answers = {
