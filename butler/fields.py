@@ -6,6 +6,7 @@ strings (``"true"``, ``"3000"``); the original Butler coerced them, so callers r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,9 +77,12 @@ class LoadScriptNumber(fields.Float):
             if not value:
                 raise ValidationError("must be number")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError) as exc:
             raise ValidationError("must be number") from exc
+        if not math.isfinite(number):  # "NaN" and "inf" parse, but mean no amount of anything
+            raise ValidationError("must be number")
+        return number
 
 
 class LoadScriptInteger(LoadScriptNumber):

@@ -105,7 +105,7 @@ def test_a_wait_that_times_out_says_so_and_the_run_keeps_being_tracked(runs_butl
 
 def test_timeout_beyond_the_configured_maximum_is_refused(runs_butler, qrs_simulator):
     url, _ = runs_butler({"runs": {"maxWaitSeconds": 60}})
-    for timeout in ("61", "-1", "soon"):
+    for timeout in ("61", "-1", "soon", "NaN", "inf"):
         response = start(url, task=APP1, wait="true", timeout=timeout)
         assert response.status_code == 400, timeout
         assert "timeout" in response.json()["message"]
