@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -43,6 +44,16 @@ def runs_butler(
     yield start
     for services in started:
         services.stop()
+
+
+def poll_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """``check()``'s first truthy value, polled until ``timeout`` (its last value then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
 
 
 def add_tasks(

@@ -12,8 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from butler.testing.processes import free_port, wait_until_answering
 from butler.testing.qrs_simulator import QrsSimulator
 from tests.fixtures.butler_process import butler_process, stop
 from tests.fixtures.qrs import butler_qrs_config
+from tests.runs.conftest import poll_until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
@@ -86,15 +85,6 @@ def kill_9(process: subprocess.Popen[str]) -> str:
     output, _ = process.communicate(timeout=TIMEOUT)
     assert process.returncode == -signal.SIGKILL
     return output
-
-
-def poll_until(check: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def stored(db: Path, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:

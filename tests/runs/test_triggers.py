@@ -21,7 +21,7 @@ from butler.testing.engine_simulator import EngineSimulator
 from butler.testing.qrs_simulator import QrsSimulator
 from tests.fixtures.engine import engine_config
 from tests.fixtures.mqtt import Mosquitto, Subscriber, mosquitto, mosquitto_factory
-from tests.runs.conftest import add_tasks, start, tag_body
+from tests.runs.conftest import add_tasks, poll_until, start, tag_body
 
 __all__ = ["mosquitto", "mosquitto_factory"]
 
@@ -33,15 +33,6 @@ SCHEDULE_ID = "every-second"
 TIMEOUT = 10.0
 
 RunsButler = Callable[..., tuple[str, Services]]
-
-
-def poll_until(check: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def list_runs(url: str, **params: Any) -> list[dict[str, Any]]:

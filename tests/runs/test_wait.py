@@ -8,18 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from butler.runs.model import parse_iso
-from tests.runs.conftest import add_tasks, start, tag_body
+from tests.runs.conftest import add_tasks, poll_until, start, tag_body
 
 APP1 = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"
-
-
-def poll_until(check, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def test_wait_on_one_task_id_answers_with_its_final_run(runs_butler, qrs_simulator):
