@@ -162,6 +162,10 @@ class GranianServer:
         # Bound here, not by granian: its listener sets SO_REUSEPORT, so a second Butler
         # (or anything else) on the same port would share it instead of failing to listen.
         bound = socket.create_server((host, port), backlog=_BACKLOG)
+        # Accepted connections inherit it: without, Nagle and delayed ACKs hold each
+        # answer of a lone keep-alive client for tens of milliseconds (granian's own
+        # listener sets it too).
+        bound.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = int(bound.getsockname()[1])
         self.host = host
         self._scheme = "https" if tls is not None else "http"

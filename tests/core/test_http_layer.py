@@ -4,6 +4,7 @@ import http.client
 import json
 import re
 import socket
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -379,3 +380,16 @@ def test_what_granian_refuses_gets_the_right_status(server, request_bytes, statu
         assert json.loads(body)["statusCode"] == status
     else:
         assert body == b""
+
+
+def test_a_lone_keep_alive_client_is_not_held_by_nagle(server):
+    """60 sequential calls on one connection: with Nagle and delayed ACKs on, each waited
+    20-40 ms (granian's first version here: 50 calls a second instead of thousands)."""
+    url = server()
+    with requests.Session() as session:
+        session.get(f"{url}/v4/butlerping", timeout=5)
+        started = time.monotonic()
+        for _ in range(60):
+            assert session.get(f"{url}/v4/butlerping", timeout=5).status_code == 200
+        elapsed = time.monotonic() - started
+    assert elapsed < 0.9, f"60 pings took {elapsed:.2f} s"
