@@ -9,6 +9,7 @@ error reads alike.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -149,8 +150,23 @@ class TlsSection(OpenSchema):
     requireClientCertificate = ConfigBoolean(load_default=False)
 
 
+def granian_installed() -> bool:
+    return importlib.util.find_spec("granian") is not None
+
+
+def _server_choice(value: str) -> None:
+    if value not in ("waitress", "granian"):
+        raise ValidationError("must be waitress or granian")
+    if value == "granian" and not granian_installed():
+        raise ValidationError(
+            "granian is not installed: pip install 'butler-py[granian]' "
+            "(pip install '.[granian]' in a checkout), or use waitress"
+        )
+
+
 class RestServerConfig(OpenSchema):
     enable = ConfigBoolean(load_default=True)
+    server = config_string(validate=_server_choice, load_default="waitress")
     serverHost = config_string(load_default="127.0.0.1")
     serverPort = config_integer(
         validate=validate.Range(0, 65535, error="must be a port number 0-65535 (0 = any free)"),

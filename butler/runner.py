@@ -108,7 +108,9 @@ def serve(
     host = config.get("restServerConfig.serverHost")
     port = config.get("restServerConfig.serverPort")
     try:
-        server = build_server(prepared.app, host, port, tls=prepared.tls)
+        server = build_server(
+            prepared.app, host, port, tls=prepared.tls, server=config.get("restServerConfig.server")
+        )
     except OSError as exc:
         log.error("Cannot listen on %s:%s: %s", host, port, exc)
         services.stop()

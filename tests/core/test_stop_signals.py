@@ -41,12 +41,16 @@ def slow_webhook() -> object:
     receiver.stop()
 
 
-def tls_config(tmp_path: Path, port: int, certs: CertPaths, webhook: str) -> Path:
+def tls_config(
+    tmp_path: Path, port: int, certs: CertPaths, webhook: str, server: str, tls: bool = True
+) -> Path:
     path = tmp_path / "butler.yaml"
     path.write_text(
         "Butler:\n  logLevel: info\n  restServerConfig:\n    enable: true\n"
+        f"    server: {server}\n"
         f"    serverHost: 127.0.0.1\n    serverPort: {port}\n"
-        f"    tls: {{enable: true, cert: '{certs.server_cert}', key: '{certs.server_key}'}}\n"
+        f"    tls: {{enable: {'true' if tls else 'false'}, "
+        f"cert: '{certs.server_cert}', key: '{certs.server_key}'}}\n"
         "  restServerEndpointsEnable: {butlerping: true, slackPostMessage: true}\n"
         f"  slackNotification: {{restMessage: {{webhookURL: '{webhook}/hook'}}}}\n",
         encoding="utf-8",
@@ -56,12 +60,17 @@ def tls_config(tmp_path: Path, port: int, certs: CertPaths, webhook: str) -> Pat
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals sent with send_signal")
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
-def test_tls_butler_stops_within_5_s_answering_the_request_in_flight(
-    tmp_path: Path, certs: CertPaths, slow_webhook: HttpReceiver, sig: int
+@pytest.mark.parametrize(
+    ("server", "tls"),
+    [("waitress", True), ("granian", True), ("granian", False)],
+    ids=["cheroot-tls", "granian-tls", "granian-plain"],
+)
+def test_butler_stops_within_5_s_answering_the_request_in_flight(
+    tmp_path: Path, certs: CertPaths, slow_webhook: HttpReceiver, sig: int, server: str, tls: bool
 ) -> None:
     port = free_port()
-    base = f"https://127.0.0.1:{port}"
-    config = tls_config(tmp_path, port, certs, slow_webhook.url)
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    config = tls_config(tmp_path, port, certs, slow_webhook.url, server, tls)
     answers: list[requests.Response] = []
     with butler_process("-c", str(config)) as process:
         wait_until_answering(f"{base}/v4/butlerping", process, verify=str(certs.ca))

@@ -24,12 +24,22 @@ def test_https_request_against_test_certificate(make_config, live_server, certs)
     assert response.json()["response"] == "Butler reporting for duty"
 
 
+@pytest.mark.servers("waitress")  # cheroot's own answer; granian: see the next test
 def test_plain_http_to_tls_port_is_refused_in_json(make_config, live_server, certs):
     config = make_config({"restServerEndpointsEnable": {"butlerping": True}})
     url = live_server(create_app(config), tls=TlsFiles(certs.server_cert, certs.server_key))
     response = requests.get(url.replace("https://", "http://") + "/v4/butlerping", timeout=5)
     assert response.status_code == 400
     assert "HTTPS only" in response.json()["message"]
+
+
+@pytest.mark.servers("granian")
+def test_plain_http_to_granian_tls_port_is_refused(make_config, live_server, certs):
+    """granian answers plain HTTP with a TLS alert, not an HTTP answer: refused all the same."""
+    config = make_config({"restServerEndpointsEnable": {"butlerping": True}})
+    url = live_server(create_app(config), tls=TlsFiles(certs.server_cert, certs.server_key))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(url.replace("https://", "http://") + "/v4/butlerping", timeout=5)
 
 
 def test_untrusted_certificate_is_rejected_by_client(make_config, live_server, certs):
@@ -40,10 +50,25 @@ def test_untrusted_certificate_is_rejected_by_client(make_config, live_server, c
     assert ssl.OPENSSL_VERSION
 
 
-def test_missing_tls_file_fails_before_serving(make_config, tmp_path):
+@pytest.mark.parametrize("server", ["waitress", "granian"])
+def test_missing_tls_file_fails_before_serving(make_config, tmp_path, server):
     app = create_app(make_config())
     with pytest.raises(OSError, match="TLS cert file could not be loaded"):
-        build_server(app, "127.0.0.1", 0, tls=TlsFiles(tmp_path / "no.pem", tmp_path / "no.key"))
+        build_server(
+            app,
+            "127.0.0.1",
+            0,
+            tls=TlsFiles(tmp_path / "no.pem", tmp_path / "no.key"),
+            server=server,
+        )
+
+
+def test_unreadable_tls_key_fails_granian_before_serving(make_config, tmp_path, certs):
+    app = create_app(make_config())
+    bad = tmp_path / "bad.key"
+    bad.write_text("not a key", encoding="utf-8")
+    with pytest.raises(OSError):
+        build_server(app, "127.0.0.1", 0, tls=TlsFiles(certs.server_cert, bad), server="granian")
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +117,7 @@ def test_a_required_client_certificate_must_be_presented(make_config, live_serve
     ],
     ids=["malformed-request-line", "malformed-header", "unsupported-protocol"],
 )
+@pytest.mark.servers("waitress")  # granian answers these itself (see test_http_layer)
 def test_what_cheroot_refuses_is_answered_in_json(
     make_config, live_server, certs, request_bytes, status
 ):
