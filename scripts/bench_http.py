@@ -18,7 +18,10 @@ wrk are other processes), and the server's RSS idle and after all the load. The 
 for the task starts answer a canned body without calling QRS: they are the stack's floor,
 not a like-for-like start. Loopback only; every run is bounded in time.
 
-    python scripts/bench_http.py [--server waitress] [--duration 5] [--quick]
+    python scripts/bench_http.py [--server waitress] [--duration 5] [--rounds 1] [--quick]
+
+Rows are run ours then bare, case after case; with ``--rounds N`` the whole series is run N
+times and each figure is the median of its N measurements.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,6 +188,17 @@ class Row:
     errors: bool
 
 
+def median_row(rows: list[Row]) -> Row:
+    """Each figure's median over the rounds (so one noisy round does not decide a row)."""
+    return Row(
+        statistics.median(r.rps for r in rows),
+        statistics.median(r.p50 for r in rows),
+        statistics.median(r.p99 for r in rows),
+        statistics.median(r.cpu_ms for r in rows),
+        any(r.errors for r in rows),
+    )
+
+
 def run_wrk(
     wrk: str, url: str, script: Path | None, clients: int, duration: float, pid: int
 ) -> Row:
@@ -292,7 +307,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", choices=SERVERS, default="waitress", help="HTTP server")
     parser.add_argument("--duration", type=float, default=5, help="seconds per measurement")
-    parser.add_argument("--quick", action="store_true", help="2 s per measurement")
+    parser.add_argument("--quick", action="store_true", help="2 s per measurement, 1 round")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds over all rows (medians are printed)"
+    )
     parser.add_argument("--threads", type=int, default=16, help="restServerConfig.threads")
     parser.add_argument("--max-waiting", type=int, default=100, help="restServerConfig.maxWaiting")
     parser.add_argument(
@@ -311,6 +329,8 @@ def main() -> None:
         serve_bare(args.server, args.serve_bare, bare_threads)
         return
     duration = 2.0 if args.quick else args.duration
+    if args.quick:
+        args.rounds = 1
     cases = [c for c in CASES if args.cases is None or c.label in args.cases.split(",")]
     clients_list = [int(c) for c in args.clients.split(",")]
     wrk = ensure_wrk()
@@ -341,21 +361,31 @@ def main() -> None:
             session.close()
             time.sleep(1)
             idle = {"ours": rss_mb(ours_pid), "bare": rss_mb(bare_pid)}
-            results: list[tuple[Case, int, Row, Row]] = []
-            for case in cases:
-                script = wrk_script(workdir, case)
-                for clients in clients_list:
-                    ours = run_wrk(wrk, ours_url + case.path, script, clients, duration, ours_pid)
-                    bare = run_wrk(wrk, bare_url + case.path, script, clients, duration, bare_pid)
-                    results.append((case, clients, ours, bare))
-                    print(f"  {case.label}, {clients} client(s): done", file=sys.stderr)
+            samples: dict[tuple[int, int], tuple[list[Row], list[Row]]] = {}
+            for number in range(1, args.rounds + 1):
+                for index, case in enumerate(cases):
+                    script = wrk_script(workdir, case)
+                    for clients in clients_list:
+                        ours_rows, bare_rows = samples.setdefault((index, clients), ([], []))
+                        url = case.path
+                        ours_rows.append(
+                            run_wrk(wrk, ours_url + url, script, clients, duration, ours_pid)
+                        )
+                        bare_rows.append(
+                            run_wrk(wrk, bare_url + url, script, clients, duration, bare_pid)
+                        )
+                        print(f"  round {number}, {case.label}, {clients}: done", file=sys.stderr)
             loaded = {"ours": rss_mb(ours_pid), "bare": rss_mb(bare_pid)}
+            results = [
+                (cases[index], clients, median_row(ours_rows), median_row(bare_rows))
+                for (index, clients), (ours_rows, bare_rows) in samples.items()
+            ]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"\n{args.server}: Butler {args.threads} threads + {args.max_waiting} maxWaiting, "
         f"bare Flask {bare_threads} threads; log level {args.loglevel}; "
-        f"{duration:g} s per row; {os.cpu_count()} CPUs\n"
+        f"{duration:g} s per row, median of {args.rounds} round(s); {os.cpu_count()} CPUs\n"
     )
     print(
         "| case | clients | req/s ours | req/s bare | ours / bare | p50 ms ours / bare "
