@@ -16,7 +16,7 @@ from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 import pluggy
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -126,8 +126,9 @@ def _install_hooks(app: Flask, config: Config) -> None:
 
     @app.before_request
     def _before() -> None:
-        _check_utf8(request.environ)
-        bad = request.environ.get(BAD_OVERRIDE_KEY)
+        environ = request.environ
+        _check_utf8(environ)
+        bad = environ.get(BAD_OVERRIDE_KEY)
         if bad is not None:
             raise BadRequest(f"Unsupported X-HTTP-Method-Override value: {bad[:20]}")
         if limiter is not None:
@@ -144,10 +145,11 @@ def _install_hooks(app: Flask, config: Config) -> None:
 
     @app.after_request
     def _after(response: Response) -> Response:
-        retry_after = g.get("retry_after")
+        state = g._get_current_object()  # one proxy lookup
+        retry_after = state.get("retry_after")
         if retry_after is not None:
             response.headers["retry-after"] = str(retry_after)
-        decision = g.get("rate")
+        decision = state.get("rate")
         if decision is not None:
             response.headers["x-ratelimit-limit"] = str(decision.limit)
             response.headers["x-ratelimit-remaining"] = str(decision.remaining)
@@ -217,19 +219,21 @@ def _make_view(ep: Endpoint, slots: threading.BoundedSemaphore) -> Any:
     body_schema = schema_instance(ep.body_schema)
 
     def view(**path: str) -> Any:
-        query = _validated_query(query_schema)
-        body = _read_body()
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        query = _validated_query(query_schema, req)
+        raw = _raw_body(req)
+        body = _read_body(req, raw)
         if body_schema is not None:
             body = _validated_body(body_schema, body)
         call = ApiRequest(
             path=path,
             query=query,
             body=body,
-            client=request.remote_addr or "-",
+            client=req.remote_addr or "-",
             # Werkzeug's headers read like a case-insensitive mapping without declaring one.
-            headers=cast("Mapping[str, str]", request.headers),
-            raw_query=request.query_string,
-            raw_body=request.get_data(cache=True),
+            headers=cast("Mapping[str, str]", req.headers),
+            raw_query=req.query_string,
+            raw_body=raw,
         )
         if not ep.waits:
             return ep.view(call)
@@ -250,8 +254,10 @@ def _make_view(ep: Endpoint, slots: threading.BoundedSemaphore) -> Any:
     return view
 
 
-def _validated_query(schema: Schema | None) -> Mapping[str, Any]:
-    args = request.args
+def _validated_query(schema: Schema | None, req: Request) -> Mapping[str, Any]:
+    if schema is None and not req.environ.get("QUERY_STRING"):
+        return {}
+    args = req.args
     if schema is None:
         return args.to_dict()
     flat: dict[str, Any] = {}
@@ -267,15 +273,19 @@ def _validated_query(schema: Schema | None) -> Mapping[str, Any]:
         raise ValidationFailed(_describe("querystring", exc.messages)) from None
 
 
-def _read_body() -> Any:
-    """The parsed JSON body, or ``None`` when the request carries none."""
+def _raw_body(req: Request) -> bytes:
+    """The body as sent (``b""`` for none); 413 past ``maxBodyBytes``."""
     try:
-        raw = request.get_data(cache=True)
+        return req.get_data(cache=True)
     except RequestEntityTooLarge:
         raise PayloadTooLarge("Request body is too large") from None
+
+
+def _read_body(req: Request, raw: bytes) -> Any:
+    """The parsed JSON body, or ``None`` when the request carries none."""
     if not raw or not raw.strip():
         return None
-    mimetype = request.mimetype
+    mimetype = req.mimetype
     if mimetype != JSON_TYPE and not mimetype.endswith("+json"):
         # A browser page may send text/plain, form or untyped bodies to any site without
         # asking first; only a JSON type needs the preflight no hostile page gets through.

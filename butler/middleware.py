@@ -38,12 +38,19 @@ class MethodOverride:
 
 
 class AccessLog:
-    """One log line per request: method, path, caller, status and duration."""
+    """One log line per request: method, path, caller, status and duration.
+
+    The record is made and handled directly (``makeRecord`` + ``handle``, what
+    ``Logger.info`` does) without ``Logger.info``'s walk up the stack for the caller's file
+    and line, which no Butler format shows; that walk was a tenth of a ping's own time.
+    """
 
     def __init__(self, app: WsgiApp):
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not access_log.isEnabledFor(logging.INFO):
+            return self.app(environ, start_response)
         started = time.perf_counter()
         status_holder: list[str] = []
 
@@ -54,12 +61,21 @@ class AccessLog:
         try:
             return self.app(environ, recording_start_response)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
+            access_log.handle(
+                access_log.makeRecord(
+                    access_log.name,
+                    logging.INFO,
+                    __file__,
+                    0,
                     "%s %s from %s -> %s in %.1f ms",
-                    environ.get("REQUEST_METHOD"),
-                    environ.get("PATH_INFO"),
-                    environ.get("REMOTE_ADDR"),
-                    status_holder[0].split(" ", 1)[0] if status_holder else "-",
-                    (time.perf_counter() - started) * 1000,
+                    (
+                        environ.get("REQUEST_METHOD"),
+                        environ.get("PATH_INFO"),
+                        environ.get("REMOTE_ADDR"),
+                        status_holder[0].split(" ", 1)[0] if status_holder else "-",
+                        (time.perf_counter() - started) * 1000,
+                    ),
+                    None,
+                    "__call__",
                 )
+            )

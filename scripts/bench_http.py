@@ -1,17 +1,33 @@
-"""HTTP benchmark: requests/s and latency of ping and base conversion, plus server RSS.
+"""HTTP benchmark: Butler against a bare Flask app on the same server, side by side, one run.
 
-Starts ``butler`` as a real process on a free loopback port and loads it with wrk (installed
-with apt-get when missing and possible), once with ``metrics: false`` and once with
-``metrics: true`` (health off in both), alternating for ``--rounds`` rounds so that drift of
-the shared machine hits both alike. Prints Markdown tables: each setting, then the median
-req/s side by side with what metrics cost. Loopback only; every run is bounded in time.
+Starts ``butler`` as a real process on a loopback port, the QRS simulator as a second process
+(``python -m butler.testing.qrs_simulator``, so its CPU is not counted as ours) and the
+yardstick: a bare Flask app with one trivial view per case, served by the same server with
+the same number of worker threads, as a third process. wrk (installed with apt-get when
+missing and possible) drives each case at 1 and 16 clients, ours and bare back to back:
 
-    python scripts/bench_http.py [--duration 10] [--rounds 2]
+- ``ping``         GET  /v4/butlerping
+- ``KV GET``       GET  /v4/keyvalues/bench?key=k1       (memory store, key set beforehand)
+- ``KV POST``      POST /v4/keyvalues/bench              (``{"key":..., "value":..., "ttl":...}``)
+- ``start 1``      PUT  /v4/reloadtask/-/start           (one task by id)
+- ``start tag 20`` PUT  /v4/reloadtask/-/start           (one tag naming 20 tasks)
+
+For each row: req/s, p50 and p99 (wrk's latency distribution), CPU ms per request (utime +
+stime of the server process from /proc, over the requests wrk counted; the simulator and
+wrk are other processes), and the server's RSS idle and after all the load. The bare views
+for the task starts answer a canned body without calling QRS: they are the stack's floor,
+not a like-for-like start. Loopback only; every run is bounded in time.
+
+    python scripts/bench_http.py [--server waitress] [--duration 5] [--rounds 1] [--quick]
+
+Rows are run ours then bare, case after case; with ``--rounds N`` the whole series is run N
+times and each figure is the median of its N measurements.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -21,30 +37,95 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+from ruamel.yaml import YAML
+
+from butler.testing.certs import generate_certificates
 from butler.testing.processes import free_port, wait_until_answering
 
-CONFIG = """\
-Butler:
-  logLevel: {loglevel}
-  restServerConfig:
-    enable: true
-    serverHost: 127.0.0.1
-    serverPort: {port}
-    threads: {threads}
-  restServerEndpointsEnable:
-    butlerping: true
-    base62ToBase16: true
-    base16ToBase62: true
-    health: false
-    metrics: {metrics}
-"""
+SERVERS = ("waitress",)
+"""Servers this script can put both apps on (``restServerConfig.server`` when there is one)."""
 
-TARGETS = {
-    "GET /v4/butlerping": "/v4/butlerping",
-    "GET /v4/base62tobase16": "/v4/base62tobase16?base62=6DMW88LpSok9Z7P7hUK0wv7bF",
-}
+TAG_TASKS = 20
+ONE_TASK = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"
+"""A task of the simulator's default catalogue."""
+KV_BODY = {"key": "k1", "value": "2020-09-29", "ttl": 60000}
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    method: str
+    path: str
+    body: object = None
+
+
+CASES = (
+    Case("ping", "GET", "/v4/butlerping"),
+    Case("KV GET", "GET", "/v4/keyvalues/bench?key=k1"),
+    Case("KV POST", "POST", "/v4/keyvalues/bench", KV_BODY),
+    Case(
+        "start 1 task",
+        "PUT",
+        "/v4/reloadtask/-/start",
+        [{"type": "starttaskid", "payload": {"taskId": ONE_TASK}}],
+    ),
+    Case(
+        f"start {TAG_TASKS}-task tag",
+        "PUT",
+        "/v4/reloadtask/-/start",
+        [{"type": "starttasktag", "payload": {"tag": "bench"}}],
+    ),
+)
+
+
+# ------------------------------------------------------------------------ the bare yardstick
+
+
+def bare_app():  # type: ignore[no-untyped-def]
+    """Flask "hello" per case: the least a Flask view on this server can cost."""
+    from flask import Flask, request
+
+    from butler import __version__
+
+    app = Flask("bare")
+
+    @app.get("/v4/butlerping")
+    def ping():  # type: ignore[no-untyped-def]
+        return {"response": "Butler reporting for duty", "butlerVersion": __version__}
+
+    @app.get("/v4/keyvalues/<namespace>")
+    def kv_get(namespace: str):  # type: ignore[no-untyped-def]
+        return {"namespace": namespace, "key": request.args["key"], "value": "v", "ttl": 0}
+
+    @app.post("/v4/keyvalues/<namespace>")
+    def kv_post(namespace: str):  # type: ignore[no-untyped-def]
+        body = request.get_json()
+        return {"namespace": namespace, **body}, 201
+
+    @app.put("/v4/reloadtask/-/start")
+    def start():  # type: ignore[no-untyped-def]
+        request.get_json()
+        return {"tasksId": {"started": []}, "totalTasksStarted": 0}
+
+    return app
+
+
+def serve_bare(server: str, port: int, threads: int) -> None:
+    if server == "waitress":
+        import waitress
+
+        waitress.serve(bare_app(), host="127.0.0.1", port=port, threads=threads, ident="bare")
+    else:  # pragma: no cover - argparse refuses other names
+        sys.exit(f"unknown server {server}")
+
+
+# ------------------------------------------------------------------------ measuring
 
 
 def ensure_wrk() -> str:
@@ -66,6 +147,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def to_ms(text: str) -> float:
     """wrk's duration text (``512.00us``, ``1.20ms``, ``2.00s``, ``1.00m``) in ms."""
     match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
@@ -75,101 +166,244 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(wrk: str, url: str, clients: int, duration: int) -> tuple[float, float, float]:
+def wrk_script(workdir: Path, case: Case) -> Path | None:
+    if case.body is None:
+        return None
+    path = workdir / f"{case.label.replace(' ', '_')}.lua"
+    body = json.dumps(case.body).replace("\\", "\\\\").replace('"', '\\"')
+    path.write_text(
+        f'wrk.method = "{case.method}"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class Row:
+    rps: float
+    p50: float
+    p99: float
+    cpu_ms: float
+    errors: bool
+
+
+def median_row(rows: list[Row]) -> Row:
+    """Each figure's median over the rounds (so one noisy round does not decide a row)."""
+    return Row(
+        statistics.median(r.rps for r in rows),
+        statistics.median(r.p50 for r in rows),
+        statistics.median(r.p99 for r in rows),
+        statistics.median(r.cpu_ms for r in rows),
+        any(r.errors for r in rows),
+    )
+
+
+def run_wrk(
+    wrk: str, url: str, script: Path | None, clients: int, duration: float, pid: int
+) -> Row:
+    command = [wrk, "-t", str(min(clients, 2)), "-c", str(clients), "-d", f"{duration:g}s"]
+    command += ["--latency", "--timeout", "10s"]
+    if script is not None:
+        command += ["-s", str(script)]
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
-        [
-            wrk,
-            "-t",
-            str(min(clients, 2)),
-            "-c",
-            str(clients),
-            "-d",
-            f"{duration}s",
-            "--latency",
-            url,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=duration + 30,
+        [*command, url], check=True, capture_output=True, text=True, timeout=duration + 30
     ).stdout
+    cpu = cpu_seconds(pid) - cpu_before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    if "Non-2xx" in out or "Socket errors" in out:
+    errors = "Non-2xx" in out or "Socket errors" in out
+    if errors:
         print(out, file=sys.stderr)
-    return rps, p50, p99
+    return Row(rps, p50, p99, cpu * 1000 / max(total, 1), errors)
 
 
-Row = tuple[str, int, float, float, float]
+# ------------------------------------------------------------------------ processes
 
 
-def measure(wrk: str, args: argparse.Namespace, metrics: bool) -> tuple[list[Row], float, float]:
-    """One butler process: every target at 1 and 16 clients; rows, idle and loaded RSS."""
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    config = workdir / "butler.yaml"
-    config.write_text(
-        CONFIG.format(
-            port=port,
-            threads=args.threads,
-            loglevel=args.loglevel,
-            metrics="true" if metrics else "false",
-        )
+def butler_config(workdir: Path, args: argparse.Namespace, port: int, qrs_port: int) -> Path:
+    certs = workdir / "certs"
+    butler = {
+        "logLevel": args.loglevel,
+        "restServerConfig": {
+            "enable": True,
+            "serverHost": "127.0.0.1",
+            "serverPort": port,
+            "threads": args.threads,
+            "maxWaiting": args.max_waiting,
+        },
+        "restServerEndpointsEnable": {
+            "butlerping": True,
+            "keyValueStore": True,
+            "senseStartTask": True,
+            "health": False,
+            "metrics": False,
+        },
+        "keyValueStore": {"persistence": "memory"},
+        "runs": {"dbFile": str(workdir / "runs.sqlite")},
+        "cert": {
+            "clientCert": str(certs / "client.pem"),
+            "clientCertKey": str(certs / "client_key.pem"),
+            "clientCertCA": str(certs / "root.pem"),
+        },
+        "configQRS": {
+            "host": "127.0.0.1",
+            "port": qrs_port,
+            "useSSL": True,
+            "rejectUnauthorized": True,
+        },
+    }
+    if args.server != "waitress":
+        butler["restServerConfig"]["server"] = args.server  # type: ignore[index]
+    path = workdir / "butler.yaml"
+    with path.open("w", encoding="utf-8") as handle:
+        YAML().dump({"Butler": butler}, handle)
+    return path
+
+
+@contextmanager
+def process(command: list[str], url: str, ready_line: str | None = None) -> Iterator[int]:
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE if ready_line else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    butler = Path(sys.executable).parent / "butler"
-    server = subprocess.Popen(
-        [str(butler), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        try:
-            wait_until_answering(f"{base}/v4/butlerping", server)
-        except RuntimeError as exc:
-            sys.exit(f"butler did not start: {exc}")
-        time.sleep(1)
-        idle = rss_mb(server.pid)
-        rows = []
-        for label, path in TARGETS.items():
-            for clients in (1, 16):
-                rps, p50, p99 = run_wrk(wrk, base + path, clients, args.duration)
-                rows.append((label, clients, rps, p50, p99))
-        loaded = rss_mb(server.pid)
+        if ready_line is not None:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith(ready_line):
+                sys.exit(f"{command[:3]} did not start: {line!r}")
+        else:
+            try:
+                wait_until_answering(url, proc)
+            except RuntimeError as exc:
+                sys.exit(f"{command[:3]} did not start: {exc}")
+        yield proc.pid
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return rows, idle, loaded
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def check_certs(workdir: Path) -> None:
+    certs = generate_certificates(workdir / "certs")
+    expected = {certs.client_cert.name, certs.client_key.name, certs.ca.name}
+    if expected != {"client.pem", "client_key.pem", "root.pem"}:
+        sys.exit(f"certificate names changed: {sorted(expected)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating off/on rounds")
-    parser.add_argument("--threads", type=int, default=16, help="server worker threads")
-    parser.add_argument("--loglevel", default="warn", help="server log level (info logs each call)")
+    parser.add_argument("--server", choices=SERVERS, default="waitress", help="HTTP server")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per measurement")
+    parser.add_argument("--quick", action="store_true", help="2 s per measurement, 1 round")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds over all rows (medians are printed)"
+    )
+    parser.add_argument("--threads", type=int, default=16, help="restServerConfig.threads")
+    parser.add_argument("--max-waiting", type=int, default=100, help="restServerConfig.maxWaiting")
+    parser.add_argument(
+        "--bare-threads",
+        type=int,
+        default=None,
+        help="worker threads of the bare app (default: Butler's, threads + maxWaiting)",
+    )
+    parser.add_argument("--loglevel", default="info", help="Butler's log level (info: access log)")
+    parser.add_argument("--cases", default=None, help="comma-separated case labels to run")
+    parser.add_argument("--clients", default="1,16", help="comma-separated client counts")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    bare_threads = args.bare_threads or args.threads + args.max_waiting
+    if args.serve_bare:
+        serve_bare(args.server, args.serve_bare, bare_threads)
+        return
+    duration = 2.0 if args.quick else args.duration
+    if args.quick:
+        args.rounds = 1
+    cases = [c for c in CASES if args.cases is None or c.label in args.cases.split(",")]
+    clients_list = [int(c) for c in args.clients.split(",")]
     wrk = ensure_wrk()
-    runs: dict[bool, list[tuple[list[Row], float, float]]] = {False: [], True: []}
-    for _ in range(args.rounds):
-        for metrics in (False, True):
-            runs[metrics].append(measure(wrk, args, metrics))
-    print(f"\nbutler {args.threads} threads, log level {args.loglevel}, {args.duration} s per row")
-    for metrics, results in runs.items():
-        for number, (rows, idle, loaded) in enumerate(results, 1):
-            print(f"\nmetrics {'on' if metrics else 'off'}, round {number}")
-            print("| endpoint | clients | req/s | p50 ms | p99 ms |")
-            print("|---|---:|---:|---:|---:|")
-            for label, clients, rps, p50, p99 in rows:
-                print(f"| {label} | {clients} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |")
-            print(f"\nServer RSS: idle {idle:.1f} MB, after load {loaded:.1f} MB")
-    print(f"\nMedian req/s over {args.rounds} round(s), metrics off and on")
-    print("| endpoint | clients | metrics off | metrics on | cost |")
-    print("|---|---:|---:|---:|---:|")
-    for i, (label, clients, *_) in enumerate(runs[False][0][0]):
-        off = statistics.median(rows[i][2] for rows, _, _ in runs[False])
-        on = statistics.median(rows[i][2] for rows, _, _ in runs[True])
-        print(f"| {label} | {clients} | {off:,.0f} | {on:,.0f} | {(off - on) / off:+.1%} |")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    try:
+        check_certs(workdir)
+        qrs_port, port, bare_port = free_port(), free_port(), free_port()
+        config = butler_config(workdir, args, port, qrs_port)
+        simulator = [sys.executable, "-m", "butler.testing.qrs_simulator", "--port", str(qrs_port)]
+        simulator += ["--certs", str(workdir / "certs"), "--synthetic-tasks", str(TAG_TASKS)]
+        simulator += ["--max-concurrent-reloads", "1000"]
+        ours_cmd = [str(Path(sys.executable).parent / "butler"), "-c", str(config)]
+        bare_cmd = [sys.executable, __file__, "--server", args.server]
+        bare_cmd += ["--bare-threads", str(bare_threads), "--serve-bare", str(bare_port)]
+        ours_url, bare_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
+        with (
+            process(simulator, "", ready_line="QRS simulator on"),
+            process(ours_cmd, ours_url + "/v4/butlerping") as ours_pid,
+            process(bare_cmd, bare_url + "/v4/butlerping") as bare_pid,
+        ):
+            session = requests.Session()
+            warm = session.post(ours_url + "/v4/keyvalues/bench", json=KV_BODY, timeout=10)
+            warm.raise_for_status()
+            for case in CASES[3:]:
+                answer = session.put(ours_url + case.path, json=case.body, timeout=30)
+                if answer.status_code != 200 or answer.json()["totalTasksStarted"] < 1:
+                    sys.exit(f"{case.label}: {answer.status_code} {answer.text[:300]}")
+            session.close()
+            time.sleep(1)
+            idle = {"ours": rss_mb(ours_pid), "bare": rss_mb(bare_pid)}
+            samples: dict[tuple[int, int], tuple[list[Row], list[Row]]] = {}
+            for number in range(1, args.rounds + 1):
+                for index, case in enumerate(cases):
+                    script = wrk_script(workdir, case)
+                    for clients in clients_list:
+                        ours_rows, bare_rows = samples.setdefault((index, clients), ([], []))
+                        url = case.path
+                        ours_rows.append(
+                            run_wrk(wrk, ours_url + url, script, clients, duration, ours_pid)
+                        )
+                        bare_rows.append(
+                            run_wrk(wrk, bare_url + url, script, clients, duration, bare_pid)
+                        )
+                        print(f"  round {number}, {case.label}, {clients}: done", file=sys.stderr)
+            loaded = {"ours": rss_mb(ours_pid), "bare": rss_mb(bare_pid)}
+            results = [
+                (cases[index], clients, median_row(ours_rows), median_row(bare_rows))
+                for (index, clients), (ours_rows, bare_rows) in samples.items()
+            ]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"\n{args.server}: Butler {args.threads} threads + {args.max_waiting} maxWaiting, "
+        f"bare Flask {bare_threads} threads; log level {args.loglevel}; "
+        f"{duration:g} s per row, median of {args.rounds} round(s); {os.cpu_count()} CPUs\n"
+    )
+    print(
+        "| case | clients | req/s ours | req/s bare | ours / bare | p50 ms ours / bare "
+        "| p99 ms ours / bare | p99 / p50 ours | CPU ms/req ours / bare |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for case, clients, ours, bare in results:
+        flag = " (errors)" if ours.errors or bare.errors else ""
+        print(
+            f"| {case.label}{flag} | {clients} | {ours.rps:,.0f} | {bare.rps:,.0f} "
+            f"| {ours.rps / bare.rps:.2f} | {ours.p50:.2f} / {bare.p50:.2f} "
+            f"| {ours.p99:.2f} / {bare.p99:.2f} | {ours.p99 / max(ours.p50, 1e-6):.1f} "
+            f"| {ours.cpu_ms:.2f} / {bare.cpu_ms:.2f} |"
+        )
+    print(
+        f"\nRSS MB: Butler idle {idle['ours']:.1f}, after load {loaded['ours']:.1f}; "
+        f"bare idle {idle['bare']:.1f}, after load {loaded['bare']:.1f}"
+    )
 
 
 if __name__ == "__main__":

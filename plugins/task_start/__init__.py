@@ -7,7 +7,6 @@ messages arrive on the MQTT service's worker thread.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from butler.endpoints import ApiRequest, Endpoint, Reply, View
 from butler.errors import BadRequest, FeatureUnavailable
 from butler.fields import LoadScriptBoolean, LoadScriptNumber
 from butler.hookspecs import hookimpl
+from butler.jsontext import dumps_indented
 from butler.runs import Run, Runs, outcome_of
 from butler.services import Services
 from butler.tasks import StartResult, TaskStarter, Trigger
@@ -148,11 +148,7 @@ def _start_view(services: Services, rule: str) -> View:
             request_id, answer, replayed = answer_once(runs, key, fingerprint(rule, call), process)
         started = fresh[0].runs if fresh else runs.by_request(request_id)
         response = Response(
-            json.dumps(
-                _with_runs(runs, started, answer, call.query["wait"], timeout),
-                indent=2,
-                ensure_ascii=False,
-            ),
+            dumps_indented(_with_runs(runs, started, answer, call.query["wait"], timeout)),
             mimetype="application/json",
         )
         if replayed:

@@ -52,6 +52,8 @@ DOCUMENTED = {
     "python scripts/bench_runs.py": "help",
     "python scripts/count_request_calls.py": "help",
     "python scripts/bench_http.py --duration 5 --rounds 3": "help",
+    "python scripts/bench_http.py": "help",
+    "python scripts/profile_hot_paths.py": "help",
     "butler check-config -c <file>": "help",
     "butler service install": "help",
     "python -m butler": "help",
