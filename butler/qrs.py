@@ -18,20 +18,14 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-import urllib3
-from requests.structures import CaseInsensitiveDict
-from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    InsecureRequestWarning,
-    NewConnectionError,
-    ReadTimeoutError,
-)
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InsecureRequestWarning
 
 from butler import __version__
 from butler.errors import ApiError, UpstreamError, UpstreamTimeout
@@ -144,42 +138,35 @@ class QrsClient:
         self._where = f"{url_host}:{port}"
         self._timeout = (connect_timeout, read_timeout)
         self._verify: bool | str = False
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Accept-Encoding": "gzip, deflate",
-            "User-Agent": f"butler-py/{__version__}",
-        }
+        session = requests.Session()
+        # QRS is an internal peer: proxy variables, netrc and REQUESTS_CA_BUNDLE from the
+        # environment must not reroute it or replace the configured CA.
+        session.trust_env = False
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        session.headers.clear()
+        session.headers.update(
+            {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                "User-Agent": f"butler-py/{__version__}",
+            }
+        )
         for name, value in static_headers or DEFAULT_STATIC_HEADERS:
-            headers[name] = value
-        self._headers = headers
-        # urllib3 directly, not a requests.Session: requests' per-call preparation (merging
-        # session settings, re-checking certificate files, building the adapter's request)
-        # cost more CPU than the TLS round trip itself. There is nothing for it to do here:
-        # QRS is an internal peer, so no proxy variables, netrc, REQUESTS_CA_BUNDLE or
-        # cookies apply, and redirects are not followed. One pool of ``pool_size``
-        # keep-alive connections; callers beyond it wait for a free one.
-        pool_options: dict[str, Any] = {"maxsize": pool_size, "block": True}
+            session.headers[name] = value
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=pool_size, pool_block=True, max_retries=0
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         if use_ssl:
-            cert = _client_cert(client_cert, client_key)
-            if cert is not None:
-                pool_options["cert_file"], pool_options["key_file"] = cert
+            session.cert = _client_cert(client_cert, client_key)
             if reject_unauthorized:
                 self._verify = str(_existing(ca_cert, "CA certificate")) if ca_cert else True
-                pool_options["cert_reqs"] = "CERT_REQUIRED"
-                if ca_cert:
-                    pool_options["ca_certs"] = self._verify
-                else:
-                    pool_options["ca_certs"] = DEFAULT_CA_BUNDLE_PATH
             else:
-                pool_options["cert_reqs"] = "CERT_NONE"
                 _quiet_unverified_warning(bare_host)
-            self._pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
-                bare_host, port, **pool_options
-            )
-        else:
-            self._pool = urllib3.HTTPConnectionPool(bare_host, port, **pool_options)
-        self._urllib3_timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        session.verify = self._verify
+        self._session = session
         _log.info(
             "QRS client for %s (client certificate: %s, server verified: %s, pool: %d)",
             self.base_url,
@@ -296,7 +283,7 @@ class QrsClient:
 
     def close(self) -> None:
         """Close the pooled connections; the client must not be used afterwards."""
-        self._pool.close()
+        self._session.close()
 
     def __enter__(self) -> QrsClient:
         return self
@@ -338,40 +325,39 @@ class QrsClient:
         xrfkey = new_xrfkey()
         query = [*params, ("filter", filter)] if filter is not None else [*params]
         query.append(("xrfkey", xrfkey))
-        encoded = urlencode(query, quote_via=quote, safe="")
-        target = f"/qrs{path}?{encoded}"
+        url = f"{self.base_url}{path}?{urlencode(query, quote_via=quote, safe='')}"
         data = json.dumps(body).encode("utf-8") if body is not None else None
         started = time.perf_counter()
         try:
-            answer = self._pool.urlopen(
+            response = self._session.request(
                 method,
-                target,
-                body=data,
-                headers={**self._headers, "X-Qlik-Xrfkey": xrfkey},
-                retries=False,
-                redirect=False,
-                timeout=self._urllib3_timeout,
-                preload_content=True,
+                url,
+                data=data,
+                headers={"X-Qlik-Xrfkey": xrfkey},
+                timeout=self._timeout,
+                verify=self._verify,
+                allow_redirects=False,
             )
-        except (ConnectTimeoutError, ReadTimeoutError, TimeoutError) as exc:
-            if isinstance(exc, NewConnectionError):  # a refusal, though a ConnectTimeoutError
-                return self._unreachable(method, path, started, exc)
+        except requests.Timeout as exc:
             self._observe(path, "timeout", started)
             _log.warning("QRS %s %s timed out: %s", method, path, exc)
             raise QrsTimeout(
                 f"Qlik Sense repository (QRS) at {self._where} did not answer {method} {path} "
                 "in time"
             ) from exc
-        except urllib3.exceptions.SSLError as exc:
+        except requests.exceptions.SSLError as exc:
             self._observe(path, "tls", started)
             _log.warning("QRS %s %s: TLS failure: %s", method, path, exc)
             raise QrsUnavailable(
                 f"TLS connection to Qlik Sense repository (QRS) at {self._where} failed; "
                 "check the certificates"
             ) from exc
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            return self._unreachable(method, path, started, exc)
-        response = _as_response(answer, f"{self.base_url}{path}?{encoded}")
+        except requests.RequestException as exc:
+            self._observe(path, "unreachable", started)
+            _log.warning("QRS %s %s failed: %s", method, path, exc)
+            raise QrsUnavailable(
+                f"Qlik Sense repository (QRS) at {self._where} is unreachable"
+            ) from exc
         elapsed_ms = self._observe(path, str(response.status_code), started) * 1000
         _log.debug("QRS %s %s -> %d in %.1f ms", method, path, response.status_code, elapsed_ms)
         if not 200 <= response.status_code < 300:
@@ -379,13 +365,6 @@ class QrsClient:
             _log.warning("%s; body: %s", error.message, error.body)
             raise error
         return response
-
-    def _unreachable(self, method: str, path: str, started: float, exc: Exception) -> Any:
-        self._observe(path, "unreachable", started)
-        _log.warning("QRS %s %s failed: %s", method, path, exc)
-        raise QrsUnavailable(
-            f"Qlik Sense repository (QRS) at {self._where} is unreachable"
-        ) from exc
 
     def _observe(self, path: str, status: str, started: float) -> float:
         """Report the call to the observers; its duration in seconds."""
@@ -401,19 +380,6 @@ class QrsClient:
             path=path,
             reason="an unexpected JSON shape",
         )
-
-
-def _as_response(answer: urllib3.BaseHTTPResponse, url: str) -> requests.Response:
-    """urllib3's answer as a ``requests.Response``, read in full: ``.text`` and ``.json()``
-    decode exactly as they did when requests made the call."""
-    response = requests.Response()
-    response.status_code = answer.status
-    response.reason = answer.reason or ""
-    response.headers = CaseInsensitiveDict(answer.headers)
-    response.encoding = get_encoding_from_headers(response.headers)
-    response._content = answer.data
-    response.url = url
-    return response
 
 
 def _guids(ids: Iterable[str]) -> list[str]:
