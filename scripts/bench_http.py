@@ -48,7 +48,7 @@ from ruamel.yaml import YAML
 from butler.testing.certs import generate_certificates
 from butler.testing.processes import free_port, wait_until_answering
 
-SERVERS = ("waitress",)
+SERVERS = ("waitress", "granian")
 """Servers this script can put both apps on (``restServerConfig.server`` when there is one)."""
 
 TAG_TASKS = 20
@@ -121,8 +121,17 @@ def serve_bare(server: str, port: int, threads: int) -> None:
         import waitress
 
         waitress.serve(bare_app(), host="127.0.0.1", port=port, threads=threads, ident="bare")
-    else:  # pragma: no cover - argparse refuses other names
-        sys.exit(f"unknown server {server}")
+    else:
+        from butler.server import build_server
+
+        app = bare_app()
+        app.config.update(  # what Butler's app factory sets for its server
+            BUTLER_WORKERS=threads,
+            BUTLER_READ_TIMEOUT=10.0,
+            BUTLER_MAX_CONNECTIONS_PER_CLIENT=1000,
+            MAX_CONTENT_LENGTH=1_048_576,
+        )
+        build_server(app, "127.0.0.1", port, server="granian").serve_forever()
 
 
 # ------------------------------------------------------------------------ measuring
