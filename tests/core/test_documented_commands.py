@@ -53,6 +53,7 @@ DOCUMENTED = {
     "python scripts/count_request_calls.py": "help",
     "python scripts/bench_http.py --duration 5 --rounds 3": "help",
     "python scripts/bench_http.py": "help",
+    "python scripts/bench_http.py --server waitress": "help",
     "python scripts/profile_hot_paths.py": "help",
     "butler check-config -c <file>": "help",
     "butler service install": "help",
