@@ -196,7 +196,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
 
         finished = threading.Event()
         report: dict[str, Any] = {}
-        run = runs.record_app_reload(runs.new_request_id(), Trigger.rest(call.client), app_id)
+        run = runs.record_app_reload(Trigger.rest(call.client), app_id)
 
         def on_done(outcome: ReloadOutcome) -> None:
             runs.finish_app_reload(run.run_id, RUN_STATUS[outcome.result], outcome.message)

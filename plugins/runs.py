@@ -109,7 +109,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             until=q.get("until"),
         )
         try:
-            page, cursor = _runs(services).query(where, q["limit"], q.get("cursor"))
+            page, cursor = _runs(services).store.query(where, q["limit"], q.get("cursor"))
         except BadCursor as exc:
             raise BadRequest(str(exc)) from None
         return {"runs": [run.to_json() for run in page], "nextCursor": cursor}, 200

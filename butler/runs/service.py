@@ -21,7 +21,7 @@ from butler.errors import ApiError
 from butler.events import Events
 from butler.guid import new_guid
 from butler.runs.model import Run, to_millis
-from butler.runs.store import RunFilter, RunStore
+from butler.runs.store import RunStore
 from butler.runs.tracker import poll
 
 if TYPE_CHECKING:
@@ -127,9 +127,6 @@ class Runs:
 
     # ----------------------------------------------------------------- recording
 
-    def new_request_id(self) -> str:
-        return new_guid()
-
     def record_task_starts(
         self,
         request_id: str,
@@ -165,7 +162,8 @@ class Runs:
                 self._report_final(run)
         return [copy.copy(run) for run in runs]
 
-    def record_app_reload(self, request_id: str, trigger: Trigger, app_id: str) -> Run:
+    def record_app_reload(self, trigger: Trigger, app_id: str) -> Run:
+        """The run of one app reload: a request of its own, ``Started`` as the reload is."""
         run = Run(
             run_id=new_guid(),
             kind="appReload",
@@ -174,7 +172,7 @@ class Runs:
             app_id=app_id,
             trigger=trigger.kind,
             caller=trigger.caller,
-            request_id=request_id,
+            request_id=new_guid(),
             status="Started",
             created_at=to_millis(self._clock()),
         )
@@ -236,14 +234,6 @@ class Runs:
             if run is not None:
                 return copy.copy(run)
         return self.store.get(run_id)
-
-    def by_request(self, request_id: str) -> list[Run]:
-        return self.store.by_request(request_id)
-
-    def query(
-        self, where: RunFilter, limit: int, cursor: str | None = None
-    ) -> tuple[list[Run], str | None]:
-        return self.store.query(where, limit, cursor)
 
     def current(self, runs: Iterable[Run]) -> list[Run]:
         """The same runs with their status now."""

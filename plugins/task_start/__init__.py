@@ -146,7 +146,7 @@ def _start_view(services: Services, rule: str) -> View:
             (request_id, answer), replayed = process(), False
         else:
             request_id, answer, replayed = answer_once(runs, key, fingerprint(rule, call), process)
-        started = fresh[0].runs if fresh else runs.by_request(request_id)
+        started = fresh[0].runs if fresh else runs.store.by_request(request_id)
         response = Response(
             dumps_indented(_with_runs(runs, started, answer, call.query["wait"], timeout)),
             mimetype="application/json",

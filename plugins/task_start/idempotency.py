@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from butler.endpoints import ApiRequest
-from butler.errors import ApiError, BadRequest, Conflict, Unprocessable
+from butler.errors import BadRequest, Conflict, Unprocessable
 from butler.runs import Runs
 from butler.tasks import StartOutcomeUnknown
 
@@ -75,8 +75,8 @@ def answer_once(
                 "in a moment",
                 code="IDEMPOTENCY_KEY_IN_PROGRESS",
             )
-        if earlier.status != 200:
-            raise ApiError(str(earlier.answer), status=earlier.status, code="START_OUTCOME_UNKNOWN")
+        if earlier.status != 200:  # only a start whose outcome is unknown is kept (504)
+            raise StartOutcomeUnknown(str(earlier.answer))
         return str(earlier.request_id), earlier.answer, True
     try:
         request_id, answer = process()

@@ -43,8 +43,8 @@ def test_100_open_runs_cost_one_qrs_request_per_poll(tracked, qrs_simulator):
     (poll,) = qrs_simulator.requests()
     assert poll.path == "/qrs/executionresult/full"
     assert poll.query["filter"].count("executionID eq") == 100
-    assert {run.status for run in runs.by_request(result.request_id)} == {"Started"}
-    assert len({run.execution_id for run in runs.by_request(result.request_id)}) == 100
+    assert {run.status for run in runs.store.by_request(result.request_id)} == {"Started"}
+    assert len({run.execution_id for run in runs.store.by_request(result.request_id)}) == 100
 
 
 def test_starts_of_one_task_claim_its_executions_in_start_order(tracked, qrs_simulator):
