@@ -6,22 +6,28 @@ every unknown route) answers errors in the same ``{"statusCode", "error", "messa
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 import pluggy
-from flask import Flask, Request, Response, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from butler.config import Config
-from butler.endpoints import CONVERTERS, ApiRequest, Endpoint, schema_instance
+from butler.audit import AuditRecord, AuditTrail
+from butler.auth.authenticator import AuthConfigError, Authenticator
+from butler.auth.callers import Caller
+from butler.client_cert import client_subjects_supported
+from butler.config import Config, ConfigError
+from butler.endpoints import CONVERTERS, ApiRequest, AuditNote, Endpoint, schema_instance
 from butler.errors import (
     ApiError,
     BadRequest,
@@ -31,10 +37,11 @@ from butler.errors import (
     ValidationFailed,
 )
 from butler.middleware import BAD_OVERRIDE_KEY, AccessLog, MethodOverride
-from butler.openapi import install_documentation
+from butler.openapi import install_documentation, openapi_path
 from butler.plugins import PluginInfo, collect_endpoints, get_plugin_manager, plugin_infos
 from butler.ratelimit import RateLimiter
 from butler.services import Services
+from butler.web_policy import install_web_policy
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +86,31 @@ def create_app(
         if config.endpoint_enabled(ep.enable_key)
     ]
     mounted = [ep for _, ep in served]
+    authenticator = _authenticator(config)
     slots = threading.BoundedSemaphore(waiting)
+    by_name: dict[str, Endpoint] = {}
     for ep in mounted:
+        name = f"{ep.method} {ep.rule}"
+        by_name[name] = ep
+        guarded = authenticator is not None and ep.enable_key not in authenticator.anonymous
         app.add_url_rule(
             ep.rule,
-            endpoint=f"{ep.method} {ep.rule}",
-            view_func=_make_view(ep, slots),
+            endpoint=name,
+            view_func=_make_view(ep, slots, guarded, services.audit),
             methods=[ep.method],
         )
     app.extensions["butler"] = _AppState(endpoints=mounted, plugins=plugin_infos(pm, served))
     rate_limited = config.get("restServerConfig.rateLimit") > 0
-    install_documentation(app, mounted, rate_limited=rate_limited)
+    install_documentation(
+        app,
+        mounted,
+        rate_limited=rate_limited,
+        anonymous=None if authenticator is None else authenticator.anonymous,
+    )
 
     pm.hook.butler_app_built(app=app, config=config, services=services)
-    _install_hooks(app, config)
+    _install_hooks(app, config, authenticator, by_name)
+    install_web_policy(app, config.get("restServerConfig.cors.allowOrigins") or [])
     app.wsgi_app = AccessLog(MethodOverride(app.wsgi_app))  # type: ignore[method-assign]
     return app
 
@@ -120,7 +138,51 @@ def loaded_plugins(app: Flask) -> list[PluginInfo]:
     return list(_state(app).plugins)
 
 
-def _install_hooks(app: Flask, config: Config) -> None:
+def _authenticator(config: Config) -> Authenticator | None:
+    """The authenticator when ``restServerConfig.auth.enable``; warns when it is off and
+    the API listens beyond this machine."""
+    auth = config.get("restServerConfig.auth")
+    if auth.get("enable") is not True:
+        if not _loopback(config.get("restServerConfig.serverHost")):
+            log.warning(
+                "The REST API listens on %s with authentication off: anyone who can reach "
+                "the port may start tasks and change files (restServerConfig.auth, "
+                "docs/security.md)",
+                config.get("restServerConfig.serverHost"),
+            )
+        return None
+    if auth.get("clientCertificates") and not client_subjects_supported(
+        config.get("restServerConfig.server")
+    ):
+        raise ConfigError(
+            "Butler.restServerConfig.auth.clientCertificates: the "
+            f"{config.get('restServerConfig.server')} server does not tell the app which "
+            "certificate a caller presented; use server: waitress"
+        )
+    try:
+        authenticator, warnings = Authenticator.from_config(auth, config.contract.enable_keys)
+    except AuthConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    for warning in warnings:
+        log.warning("%s", warning)
+    return authenticator
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _install_hooks(
+    app: Flask,
+    config: Config,
+    authenticator: Authenticator | None,
+    endpoints: Mapping[str, Endpoint],
+) -> None:
     limit = config.get("restServerConfig.rateLimit")
     limiter = RateLimiter(limit) if limit > 0 else None
 
@@ -142,6 +204,15 @@ def _install_hooks(app: Flask, config: Config) -> None:
                     request.path,
                 )
                 raise TooManyRequests("Rate limit exceeded, retry in 1 minute")
+        if authenticator is not None:
+            rule = request.url_rule
+            ep = endpoints.get(rule.endpoint) if rule is not None else None
+            # Routes of no endpoint (the documentation, unknown paths) and CORS preflights
+            # (browsers send them without credentials) are open; so are anonymous keys.
+            if ep is None or request.method == "OPTIONS":
+                return
+            if ep.enable_key not in authenticator.anonymous:
+                g.caller = authenticator.identify(environ, request.headers)
 
     @app.after_request
     def _after(response: Response) -> Response:
@@ -183,6 +254,18 @@ def _check_utf8(environ: Mapping[str, Any]) -> None:
         raise BadRequest("The URL is not valid UTF-8 (percent-encode UTF-8 bytes)") from None
 
 
+def error_status(exc: BaseException) -> int:
+    """The status :func:`error_response` answers for ``exc``."""
+    if isinstance(exc, RequestEntityTooLarge):
+        return 413
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        return 404 if status == 405 else status
+    return 500
+
+
 def error_response(exc: BaseException) -> Response:
     """Render any exception as the stable JSON error shape; log the cause."""
     if isinstance(exc, RequestEntityTooLarge):
@@ -214,12 +297,20 @@ def error_response(exc: BaseException) -> Response:
     )
 
 
-def _make_view(ep: Endpoint, slots: threading.BoundedSemaphore) -> Any:
+def _make_view(
+    ep: Endpoint,
+    slots: threading.BoundedSemaphore,
+    guarded: bool,
+    audit: AuditTrail | None,
+) -> Callable[..., Any]:
+    """The Flask view of ``ep``: scope check, input validation, waiting slots, audit."""
     query_schema = schema_instance(ep.query_schema)
     body_schema = schema_instance(ep.body_schema)
+    route = openapi_path(ep.rule)
 
-    def view(**path: str) -> Any:
-        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    def serve(req: Request, caller: Caller, note: AuditNote, path: dict[str, str]) -> Any:
+        if guarded:
+            caller.require_endpoint(ep.enable_key, ep.method)
         query = _validated_query(query_schema, req)
         raw = _raw_body(req)
         body = _read_body(req, raw)
@@ -230,10 +321,12 @@ def _make_view(ep: Endpoint, slots: threading.BoundedSemaphore) -> Any:
             query=query,
             body=body,
             client=req.remote_addr or "-",
+            caller=caller,
             # Werkzeug's headers read like a case-insensitive mapping without declaring one.
             headers=cast("Mapping[str, str]", req.headers),
             raw_query=req.query_string,
             raw_body=raw,
+            audit=note,
         )
         if not ep.waits:
             return ep.view(call)
@@ -249,9 +342,58 @@ def _make_view(ep: Endpoint, slots: threading.BoundedSemaphore) -> Any:
         finally:
             slots.release()
 
+    def view(**path: str) -> Any:
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        client = req.remote_addr or "-"
+        caller = g.caller if guarded else Caller.unrestricted(client)
+        note = AuditNote()
+        if audit is None or not ep.writes_audit:
+            return serve(req, caller, note, path)
+        started = time.time()
+        try:
+            response = current_app.make_response(serve(req, caller, note, path))
+        except BaseException as exc:
+            _record(audit, started, caller, req, route, path, error_status(exc), note)
+            raise
+        _record(audit, started, caller, req, route, path, response.status_code, note)
+        return response
+
     view.__name__ = f"{ep.method.lower()}_{ep.rule}"
     view.__doc__ = ep.summary
     return view
+
+
+def _record(
+    audit: AuditTrail,
+    started: float,
+    caller: Caller,
+    req: Request,
+    route: str,
+    path: Mapping[str, str],
+    status: int,
+    note: AuditNote,
+) -> None:
+    """Write the call's audit record before its answer leaves.
+
+    The call has already acted: if the trail cannot take the record the answer still
+    tells the truth about the action, and the failure is logged loudly instead.
+    """
+    try:
+        audit.record(
+            AuditRecord(
+                time=started,
+                caller=caller.name,
+                method=req.method,
+                route=route,
+                params=dict(path),
+                status=status,
+                resources=dict(note.resources),
+                request_id=note.request_id,
+                trigger=None,
+            )
+        )
+    except Exception:
+        log.exception("Audit record of %s %s by %s was not written", req.method, route, caller.name)
 
 
 def _validated_query(schema: Schema | None, req: Request) -> Mapping[str, Any]:

@@ -359,7 +359,9 @@ def _lookup(raw: Any, dotted: str) -> Any:
     return node
 
 
-_SECRET_KEY = re.compile(r"password|secret|token|apikey|api_key|webhookurl|keyhash", re.I)
+_SECRET_KEY = re.compile(
+    r"password|passphrase|secret|token|apikey|api_key|webhookurl|keyhash|^key$", re.I
+)
 """Keys whose values are credentials: a config error names the key but never the value."""
 
 

@@ -150,6 +150,57 @@ class TlsSection(OpenSchema):
     requireClientCertificate = ConfigBoolean(load_default=False)
 
 
+class TaskAllowList(OpenSchema):
+    """``startTaskFilter.allowTask`` and a caller's ``tasks`` scope share this shape."""
+
+    taskId = config_list(config_string())
+    tag = config_list(config_string())
+    customProperty = config_list(config_nested(NameValue))
+
+
+class ResourceScopes(OpenSchema):
+    """What an API key or certificate caller may touch, each optional (absent: anything)."""
+
+    scopes = config_list(config_string())
+    tasks = config_nested(TaskAllowList, allow_none=True, load_default=None)
+    kvNamespaces = config_list(config_string())
+    fileDirectories = config_list(config_string())
+    schedules = config_list(config_string())
+
+
+class ApiKeyEntry(ResourceScopes):
+    name = config_string(required=True, validate=validate.Length(1, 200))
+    keyHash = config_string(allow_none=True, load_default=None)
+    key = config_string(allow_none=True, load_default=None)
+
+    @validates_schema
+    def _one_credential(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if (data.get("keyHash") is None) == (data.get("key") is None):
+            raise ValidationError({"keyHash": ["give keyHash (or, discouraged, key), not both"]})
+
+
+class ClientCertificateEntry(ResourceScopes):
+    subject = config_string(required=True, validate=validate.Length(1, 1000))
+    """A certificate's CN (``qlik-reloader``) or its whole DN (``CN=...,O=...``)."""
+    name = config_string(allow_none=True, load_default=None)
+
+
+class AuthSection(OpenSchema):
+    """``restServerConfig.auth`` (docs/security.md): off unless ``enable`` is true."""
+
+    enable = ConfigBoolean(load_default=False)
+    apiKeys = config_list(config_nested(ApiKeyEntry))
+    clientCertificates = config_list(config_nested(ClientCertificateEntry))
+    anonymous = config_list(config_string())
+    failedAttemptsPerMinute = config_integer(
+        validate=validate.Range(1, error="must be 1 or more"), load_default=20
+    )
+
+
+class CorsSection(OpenSchema):
+    allowOrigins = config_list(config_string())
+
+
 def granian_installed() -> bool:
     return importlib.util.find_spec("granian") is not None
 
@@ -194,6 +245,8 @@ class RestServerConfig(OpenSchema):
     maxBodyBytes = config_integer(
         validate=validate.Range(1024, error="must be at least 1024"), load_default=1024 * 1024
     )
+    auth = config_nested(AuthSection, load_default=dict)
+    cors = config_nested(CorsSection, load_default=dict)
 
 
 class CertSection(OpenSchema):
@@ -296,15 +349,9 @@ class MqttSection(OpenSchema):
     taskRunTopic = config_string(allow_none=True, load_default=None)
 
 
-class AllowTask(OpenSchema):
-    taskId = config_list(config_string())
-    tag = config_list(config_string())
-    customProperty = config_list(config_nested(NameValue))
-
-
 class StartTaskFilterSection(OpenSchema):
     enable = ConfigBoolean(load_default=False)
-    allowTask = config_nested(AllowTask, load_default=dict)
+    allowTask = config_nested(TaskAllowList, load_default=dict)
 
     @validates_schema
     def _task_ids_are_guids(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -19,23 +19,43 @@ from marshmallow import Schema
 from marshmallow.fields import Field
 from werkzeug.routing import BaseConverter, Map
 
+from butler.auth.callers import Caller
+
+
+@dataclass
+class AuditNote:
+    """What a call touched, for its audit record: the view fills it in as it acts.
+
+    ``resources`` takes the record's ``resources`` keys (``tasksStarted``, ``namespace``,
+    ``key``, ``paths``, ``scheduleId``...); ``request_id`` links the record to the runs.
+    Names and ids only: never a value that could be a secret.
+    """
+
+    resources: dict[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+
 
 @dataclass(frozen=True)
 class ApiRequest:
-    """Validated input of one call, plus what a view needs to recognise a repeated call.
+    """Validated input of one call, who made it, plus what a view needs to recognise a
+    repeated call.
 
-    ``raw_query`` and ``raw_body`` are the bytes as sent and ``headers`` the request's
-    headers (names case-insensitive): for the few views that fingerprint a request
-    (``Idempotency-Key``); every value a view acts on comes from ``query`` and ``body``.
+    ``caller`` says what the caller may touch beyond the route itself (the core has
+    already checked the route's scope): views check resource scopes with it. ``raw_query``
+    and ``raw_body`` are the bytes as sent and ``headers`` the request's headers (names
+    case-insensitive): for the few views that fingerprint a request (``Idempotency-Key``);
+    every value a view acts on comes from ``query`` and ``body``.
     """
 
     path: Mapping[str, str]
     query: Mapping[str, Any]
     body: Any
     client: str
+    caller: Caller
     headers: Mapping[str, str] = field(default_factory=dict)
     raw_query: bytes = b""
     raw_body: bytes = b""
+    audit: AuditNote = field(default_factory=AuditNote)
 
 
 View = Callable[[ApiRequest], ResponseReturnValue]
@@ -115,6 +135,13 @@ class Endpoint:
     """The route may hold its worker for an upstream (QRS, Engine, a webhook) or a wait;
     such routes run on the ``restServerConfig.maxWaiting`` workers kept for them, so the
     ``threads`` workers stay for quick ones."""
+    audited: bool | None = None
+    """Whether each call writes an audit record; by default every method but GET does
+    (it changes or starts something). ``False`` for a POST that only computes."""
+
+    @property
+    def writes_audit(self) -> bool:
+        return self.method != "GET" if self.audited is None else self.audited
 
     def __post_init__(self) -> None:
         for status, reply in self.responses.items():

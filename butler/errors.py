@@ -32,6 +32,12 @@ class ValidationFailed(BadRequest):
         super().__init__(message, code="FST_ERR_VALIDATION")
 
 
+class Unauthorized(ApiError):
+    """No credential, or a wrong one: the answer carries ``WWW-Authenticate``."""
+
+    status = 401
+
+
 class Forbidden(ApiError):
     status = 403
 

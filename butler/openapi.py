@@ -54,6 +54,15 @@ NOT_JSON = "The body is not JSON: send Content-Type: application/json"
 NO_ROUTE = "No route matches: a path parameter is empty or holds a '/'"
 BUSY = "Every worker for waiting calls is taken (restServerConfig.maxWaiting): retry"
 RATE_LIMITED = "Rate limit exceeded (restServerConfig.rateLimit): retry in a minute"
+UNAUTHORISED = "No credential or a wrong one (send X-Api-Key or Authorization: Bearer)"
+FAILED_TOO_OFTEN = "Too many failed authentication attempts from this address this minute"
+FORBIDDEN = "The caller's key or certificate lacks the scope this route or resource needs"
+
+SECURITY_SCHEMES = {
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+    "bearer": {"type": "http", "scheme": "bearer"},
+}
+"""How callers present a key when ``restServerConfig.auth`` is on (no secret is here)."""
 
 
 def openapi_path(rule: str) -> str:
@@ -73,10 +82,17 @@ def schema_name(schema: type[Schema] | Schema) -> str:
     return schema.__name__
 
 
-def build_openapi(endpoints: Iterable[Endpoint], *, rate_limited: bool = False) -> dict[str, Any]:
+def build_openapi(
+    endpoints: Iterable[Endpoint],
+    *,
+    rate_limited: bool = False,
+    anonymous: frozenset[str] | None = None,
+) -> dict[str, Any]:
     """The OpenAPI 3.0 document for ``endpoints``.
 
     ``rate_limited``: ``restServerConfig.rateLimit`` is on, so every route may answer 429.
+    ``anonymous``: auth is on and routes of these enable keys need no credential (``None``:
+    auth is off, and the document declares no security scheme).
     The server URL is relative: the host Butler binds (``0.0.0.0``, a container name) is
     rarely the one an admin's browser reaches it by, and "Try it out" must call the page's
     own origin.
@@ -89,31 +105,46 @@ def build_openapi(endpoints: Iterable[Endpoint], *, rate_limited: bool = False) 
         plugins=[marshmallow_plugin],
         info={"description": "REST API of Butler for Python, compatible with Butler 16."},
         servers=[{"url": "/"}],
+        **({} if anonymous is None else {"security": [{"apiKey": []}, {"bearer": []}]}),
     )
+    if anonymous is not None:
+        for name, scheme in SECURITY_SCHEMES.items():
+            spec.components.security_scheme(name, scheme)
     marshmallow_plugin.map_to_openapi_type(LoadScriptBoolean, "boolean", None)
     marshmallow_plugin.map_to_openapi_type(LoadScriptInteger, "integer", None)
     converter = marshmallow_plugin.converter
     assert converter is not None  # set when the plugin was handed to APISpec
     operations: dict[str, dict[str, Any]] = {}
     for ep in sorted(endpoints, key=lambda e: (e.rule, e.method)):
-        responses = _responses(ep, rate_limited, converter)
-        operations.setdefault(openapi_path(ep.rule), {})[ep.method.lower()] = _operation(
-            ep, responses
-        )
+        guarded = anonymous is not None and ep.enable_key not in anonymous
+        responses = _responses(ep, rate_limited, guarded, converter)
+        operation = _operation(ep, responses)
+        if anonymous is not None and not guarded:
+            operation["security"] = []
+        operations.setdefault(openapi_path(ep.rule), {})[ep.method.lower()] = operation
     for path, ops in operations.items():
         spec.path(path=path, operations=ops)
     return spec.to_dict()
 
 
-def _core_statuses(ep: Endpoint, rate_limited: bool) -> dict[int, str]:
+def _core_statuses(ep: Endpoint, rate_limited: bool, guarded: bool) -> dict[int, str]:
     """What ``butler.app`` itself may answer on this route, whatever the view does."""
     statuses = {400: BAD_INPUT, 413: TOO_LARGE}
+    if guarded:
+        statuses[401] = UNAUTHORISED
+        statuses[403] = FORBIDDEN
     if _PATH_PARAM.search(ep.rule):
         statuses[404] = NO_ROUTE
     if ep.body_schema is not None or ep.body_example is not None:  # a documented body
         statuses[415] = NOT_JSON
     refusals = [
-        text for text, applies in ((BUSY, ep.waits), (RATE_LIMITED, rate_limited)) if applies
+        text
+        for text, applies in (
+            (BUSY, ep.waits),
+            (RATE_LIMITED, rate_limited),
+            (FAILED_TOO_OFTEN, guarded),
+        )
+        if applies
     ]
     if refusals:
         statuses[429] = "; or ".join(refusals)
@@ -121,10 +152,10 @@ def _core_statuses(ep: Endpoint, rate_limited: bool) -> dict[int, str]:
 
 
 def _responses(
-    ep: Endpoint, rate_limited: bool, converter: OpenAPIConverter
+    ep: Endpoint, rate_limited: bool, guarded: bool, converter: OpenAPIConverter
 ) -> dict[str, dict[str, Any]]:
     replies = ep.replies()
-    for status, text in _core_statuses(ep, rate_limited).items():
+    for status, text in _core_statuses(ep, rate_limited, guarded).items():
         replies.setdefault(status, Reply(text))
     return {
         str(status): _response(status, reply, converter)
@@ -205,11 +236,13 @@ _SWAGGER_PAGE = """<!DOCTYPE html>
 <link rel="stylesheet" href="/documentation/static/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/documentation/static/swagger-ui-bundle.js"></script>
-<script>
-window.ui = SwaggerUIBundle({{url: "/documentation/json", dom_id: "#swagger-ui",
-  operationsSorter: "alpha", docExpansion: "list"}});
-</script></body></html>
+<script src="/documentation/start.js"></script></body></html>
 """
+
+_SWAGGER_START = """window.ui = SwaggerUIBundle({url: "/documentation/json", dom_id: "#swagger-ui",
+  operationsSorter: "alpha", docExpansion: "list", persistAuthorization: false});
+"""
+"""Swagger UI's start, as a file: the page's Content-Security-Policy allows no inline script."""
 
 
 def documentation_blueprint(document: dict[str, Any]) -> Blueprint:
@@ -224,6 +257,10 @@ def documentation_blueprint(document: dict[str, Any]) -> Blueprint:
     def ui() -> Response:
         return Response(page, mimetype="text/html")
 
+    @bp.get("/documentation/start.js")
+    def start() -> Response:
+        return Response(_SWAGGER_START, mimetype="text/javascript")
+
     @bp.get("/documentation/json")
     def as_json() -> Response:
         return jsonify(document)
@@ -235,6 +272,12 @@ def documentation_blueprint(document: dict[str, Any]) -> Blueprint:
     return bp
 
 
-def install_documentation(app: Flask, endpoints: Iterable[Endpoint], *, rate_limited: bool) -> None:
-    document = build_openapi(endpoints, rate_limited=rate_limited)
+def install_documentation(
+    app: Flask,
+    endpoints: Iterable[Endpoint],
+    *,
+    rate_limited: bool,
+    anonymous: frozenset[str] | None = None,
+) -> None:
+    document = build_openapi(endpoints, rate_limited=rate_limited, anonymous=anonymous)
     app.register_blueprint(documentation_blueprint(document))

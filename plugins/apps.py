@@ -23,7 +23,7 @@ from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 from butler.config import Config, CoreService, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.engine import EngineClient, ReloadOutcome
-from butler.errors import ApiError, FeatureUnavailable
+from butler.errors import ApiError, FeatureUnavailable, Forbidden
 from butler.fields import LoadScriptBoolean, LoadScriptInteger, StringList
 from butler.hookspecs import hookimpl
 from butler.services import Services
@@ -170,6 +170,24 @@ def _start_chain(
     return started
 
 
+def _check_chain_scope(call: ApiRequest, task_ids: Sequence[str]) -> None:
+    """A caller with a ``tasks`` scope may chain only the task ids it may start itself.
+
+    Checked before the reload: refusing the chain after the reload would leave the app
+    reloaded and its follow-up tasks silently not started.
+    """
+    scope = call.caller.tasks
+    if scope is None:
+        return
+    for task_id in task_ids:
+        if str(task_id).strip().lower() not in scope.task_ids:
+            raise Forbidden(
+                f"Caller '{call.caller.name}' may not start task {task_id} after the reload "
+                "(tasks scope)",
+                code="MISSING_SCOPE",
+            )
+
+
 @hookimpl
 def butler_enable_keys() -> list[EnableKey]:
     engine = frozenset({CoreService.ENGINE})
@@ -193,10 +211,13 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             raise FeatureUnavailable(STARTER_MISSING)
         if runs is None:
             raise FeatureUnavailable(STARTER_MISSING)
+        _check_chain_scope(call, [*on_success, *on_failure])
 
         finished = threading.Event()
         report: dict[str, Any] = {}
-        run = runs.record_app_reload(Trigger.rest(call.client), app_id)
+        run = runs.record_app_reload(Trigger.rest(call.caller.name), app_id)
+        call.audit.request_id = run.request_id
+        call.audit.resources.update(appId=app_id, runId=run.run_id)
 
         def on_done(outcome: ReloadOutcome) -> None:
             runs.finish_app_reload(run.run_id, RUN_STATUS[outcome.result], outcome.message)

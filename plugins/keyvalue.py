@@ -136,14 +136,21 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             )
         return kv
 
+    def namespace(call: ApiRequest) -> str:
+        """The call's namespace, once the caller's ``kvNamespaces`` scope allows it."""
+        name = call.path["namespace"]
+        call.caller.require_namespace(name)
+        call.audit.resources["namespace"] = name
+        return name
+
     def list_namespaces(call: ApiRequest) -> Any:
-        return store().namespaces()
+        return [name for name in store().namespaces() if call.caller.allows_namespace(name)]
 
     def get_value(call: ApiRequest) -> Any:
-        return _entry_json(store().get(call.path["namespace"], call.query["key"]))
+        return _entry_json(store().get(namespace(call), call.query["key"]))
 
     def key_exists(call: ApiRequest) -> Any:
-        entry = store().find(call.path["namespace"], call.query["key"])
+        entry = store().find(namespace(call), call.query["key"])
         if entry is None:
             return {"keyExists": False, "keyValue": {}}
         return {"keyExists": True, "keyValue": _entry_json(entry)}
@@ -154,22 +161,26 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             raise BadRequest("Required parameter is missing")
         if "value" not in body:
             raise BadRequest("Required parameter is missing: value")
-        entry = store().set(call.path["namespace"], body["key"], body["value"], body.get("ttl"))
+        name = namespace(call)
+        call.audit.resources["key"] = body["key"]
+        entry = store().set(name, body["key"], body["value"], body.get("ttl"))
         answer = _entry_json(entry)
         answer["ttl"] = parse_ttl(body.get("ttl"))
         return answer, 201
 
     def delete_key(call: ApiRequest) -> Any:
-        store().delete_key(call.path["namespace"], call.path["key"])
+        name = namespace(call)
+        call.audit.resources["key"] = call.path["key"]
+        store().delete_key(name, call.path["key"])
         return _no_content()
 
     def delete_namespace(call: ApiRequest) -> Any:
-        store().delete_namespace(call.path["namespace"])
+        store().delete_namespace(namespace(call))
         return _no_content()
 
     def list_keys(call: ApiRequest) -> Any:
-        namespace = call.path["namespace"]
-        return {"namespace": namespace, "keys": [{"key": k} for k in store().keys(namespace)]}
+        name = namespace(call)
+        return {"namespace": name, "keys": [{"key": k} for k in store().keys(name)]}
 
     def endpoint(method: str, rule: str, view: Any, summary: str, **extra: Any) -> Endpoint:
         return Endpoint(

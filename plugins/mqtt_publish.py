@@ -82,6 +82,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 "MQTT is not enabled: set Butler.mqttConfig.enable to true to publish messages"
             )
         body = call.body
+        call.audit.resources["topic"] = body["topic"]
         mqtt.publish(
             body["topic"],
             body["message"],

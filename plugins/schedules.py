@@ -17,7 +17,7 @@ alone: that validator is also what puts the ``enum`` into the OpenAPI document.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response
@@ -25,7 +25,7 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, valid
 
 from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
-from butler.errors import FeatureUnavailable
+from butler.errors import FeatureUnavailable, Forbidden
 from butler.fields import LoadScriptString, StringList
 from butler.hookspecs import hookimpl
 from butler.schedules import (
@@ -180,35 +180,82 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             raise FeatureUnavailable(DISABLED)
         return found
 
+    def allowed(call: ApiRequest, schedule_id: str) -> str:
+        """The id, once the caller's ``schedules`` scope covers the schedule."""
+        call.audit.resources["scheduleId"] = schedule_id
+        if call.caller.schedules is not None:
+            schedule = scheduler().get(schedule_id)
+            call.caller.require_schedule(schedule_id, schedule.get("tags") or [])
+        return schedule_id
+
+    def check_new_content(call: ApiRequest, changes: Mapping[str, Any], creating: bool) -> None:
+        """What a scoped caller writes must stay in its scopes: a schedule it could not
+        see afterwards, or one that starts a task it may not start, is refused."""
+        caller = call.caller
+        if caller.schedules is not None and (creating or "tags" in changes):
+            if caller.schedules.isdisjoint(changes.get("tags") or []):
+                raise Forbidden(
+                    f"Caller '{caller.name}' may only write schedules tagged "
+                    f"{sorted(caller.schedules)} (schedules scope)",
+                    code="MISSING_SCOPE",
+                )
+        task_id = changes.get("qlikSenseTaskId")
+        if caller.tasks is not None and task_id is not None:
+            if str(task_id).strip().lower() not in caller.tasks.task_ids:
+                raise Forbidden(
+                    f"Caller '{caller.name}' may not schedule task {task_id} (tasks scope)",
+                    code="MISSING_SCOPE",
+                )
+
+    def unscoped(call: ApiRequest) -> None:
+        if call.caller.schedules is not None:
+            raise Forbidden(
+                f"Caller '{call.caller.name}' has a schedules scope: this route acts on "
+                "every schedule",
+                code="MISSING_SCOPE",
+            )
+
     def get_schedules(call: ApiRequest) -> Any:
         schedule_id = call.query.get("id")
         if schedule_id is not None:
-            return scheduler().get(schedule_id)
-        return scheduler().list()
+            return scheduler().get(allowed(call, schedule_id))
+        return [
+            item
+            for item in scheduler().list()
+            if call.caller.allows_schedule(item["id"], item.get("tags") or [])
+        ]
 
     def create(call: ApiRequest) -> Any:
-        return scheduler().add(call.body), 201
+        check_new_content(call, call.body, creating=True)
+        created = scheduler().add(call.body)
+        call.audit.resources["scheduleId"] = created["id"]
+        return created, 201
 
     def update(call: ApiRequest) -> Any:
-        return scheduler().update(call.path["scheduleId"], call.body)
+        schedule_id = allowed(call, call.path["scheduleId"])
+        check_new_content(call, call.body, creating=False)
+        return scheduler().update(schedule_id, call.body)
 
     def delete(call: ApiRequest) -> Any:
-        scheduler().delete(call.path["scheduleId"])
+        scheduler().delete(allowed(call, call.path["scheduleId"]))
         return Response(status=204)
 
     def start_one(call: ApiRequest) -> Any:
-        return [scheduler().start_schedule(call.path["scheduleId"])]
+        return [scheduler().start_schedule(allowed(call, call.path["scheduleId"]))]
 
     def stop_one(call: ApiRequest) -> Any:
-        return [scheduler().stop_schedule(call.path["scheduleId"])]
+        return [scheduler().stop_schedule(allowed(call, call.path["scheduleId"]))]
 
     def start_all(call: ApiRequest) -> Any:
+        unscoped(call)
         return scheduler().start_all()
 
     def stop_all(call: ApiRequest) -> Any:
+        unscoped(call)
         return scheduler().stop_all()
 
     def status(call: ApiRequest) -> Any:
+        unscoped(call)
         return Response(scheduler().status_text(), mimetype="text/plain")
 
     unavailable = {503: "Scheduler disabled (Butler.scheduler.enable)"}

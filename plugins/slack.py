@@ -121,6 +121,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         if session is None:
             raise FeatureUnavailable("Outbound HTTP is not set up in this Butler instance")
         body = call.body
+        call.audit.resources["channel"] = body["channel"]
         payload = slack_payload(body["channel"], body["from_user"], body["msg"], body.get("emoji"))
         post_slack(session, url, payload, config.get(TIMEOUT_KEY))
         echo = {key: body[key] for key in ("channel", "from_user", "msg", "emoji") if key in body}

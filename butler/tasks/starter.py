@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from butler.auth.callers import TaskScope
 from butler.errors import ApiError, UpstreamTimeout
 from butler.events import Events
 from butler.guid import is_guid, new_guid, normalise_guid
@@ -97,6 +98,8 @@ class StartRequest:
     all_task_ids_must_exist: bool = False
     dry_run: bool = False
     """Resolve and filter as for a start, then start nothing and write no key-value item."""
+    scope: TaskScope | None = None
+    """The caller's ``tasks`` scope, applied on top of ``startTaskFilter`` the same way."""
 
 
 @dataclass
@@ -161,10 +164,13 @@ class TaskStarter:
     def start(self, request: StartRequest, trigger: Trigger) -> StartResult:
         """Start what ``request`` names; raises 502/504 errors when QRS fails before a start."""
         result = StartResult()
-        queued_ids = self._classify_ids(request.task_ids, result)
-        tags = [t for t in dict.fromkeys(request.tags) if self._tag_allowed(t, result)]
+        scope = request.scope
+        queued_ids = self._classify_ids(request.task_ids, scope, result)
+        tags = [t for t in dict.fromkeys(request.tags) if self._tag_allowed(t, scope, result)]
         cps = [
-            cp for cp in dict.fromkeys(request.custom_properties) if self._cp_allowed(cp, result)
+            cp
+            for cp in dict.fromkeys(request.custom_properties)
+            if self._cp_allowed(cp, scope, result)
         ]
 
         lookups: list[Callable[[], list[dict[str, Any]]]] = []
@@ -243,25 +249,33 @@ class TaskStarter:
         """Start tasks by id and return the outcome per lower-case id (schedules, chains)."""
         return self.start(StartRequest(task_ids=list(task_ids)), trigger).outcomes()
 
-    def _classify_ids(self, raw_ids: Iterable[Any], result: StartResult) -> list[str]:
+    def _classify_ids(
+        self, raw_ids: Iterable[Any], scope: TaskScope | None, result: StartResult
+    ) -> list[str]:
         queued: list[str] = []
         for raw in raw_ids:
             if not is_guid(raw):
                 result.invalid_ids.append({"taskId": raw})
-            elif not self._filter.allows_id(raw):
+            elif not self._filter.allows_id(raw) or (
+                scope is not None and normalise_guid(raw) not in scope.task_ids
+            ):
                 result.denied_ids.append({"taskId": raw})
             elif normalise_guid(raw) not in queued:
                 queued.append(normalise_guid(raw))
         return queued
 
-    def _tag_allowed(self, tag: str, result: StartResult) -> bool:
-        if self._filter.allows_tag(tag):
+    def _tag_allowed(self, tag: str, scope: TaskScope | None, result: StartResult) -> bool:
+        if self._filter.allows_tag(tag) and (scope is None or tag in scope.tags):
             return True
         result.denied_tags.append({"tag": tag})
         return False
 
-    def _cp_allowed(self, cp: tuple[str, str], result: StartResult) -> bool:
-        if self._filter.allows_custom_property(*cp):
+    def _cp_allowed(
+        self, cp: tuple[str, str], scope: TaskScope | None, result: StartResult
+    ) -> bool:
+        if self._filter.allows_custom_property(*cp) and (
+            scope is None or cp in scope.custom_properties
+        ):
             return True
         result.denied_cps.append({"name": cp[0], "value": cp[1]})
         return False

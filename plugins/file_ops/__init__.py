@@ -15,7 +15,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields
 
-from butler.config import Config, ConfigSection, EnableKey
+from butler.config import Config, ConfigError, ConfigSection, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.fields import LoadScriptBoolean, LoadScriptString
 from butler.hookspecs import hookimpl
@@ -88,20 +88,43 @@ def butler_config_sections() -> list[ConfigSection]:
 
 @hookimpl
 def butler_services(config: Config, services: Services) -> None:
-    services.register(FileOperations, build_file_operations(config))
+    operations = build_file_operations(config)
+    _check_scopes(config, operations)
+    services.register(FileOperations, operations)
+
+
+def _check_scopes(config: Config, operations: FileOperations) -> None:
+    """A caller's ``fileDirectories`` must lie inside the approved folders: a scope
+    elsewhere would look like a grant while approving nothing."""
+    auth = config.get("restServerConfig.auth") or {}
+    if auth.get("enable") is not True:
+        return
+    for kind in ("apiKeys", "clientCertificates"):
+        for index, entry in enumerate(auth.get(kind) or []):
+            for n, directory in enumerate(entry.get("fileDirectories") or []):
+                key = f"Butler.restServerConfig.auth.{kind}.{index}.fileDirectories.{n}"
+                try:
+                    fits = operations.scope_fits(directory)
+                except ValueError as exc:
+                    raise ConfigError(f"{key}: {exc}") from None
+                if not fits:
+                    raise ConfigError(f"{key}: {directory} is inside no approved directory")
 
 
 @hookimpl
 def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
-    def ops() -> FileOperations:
-        return services.require(FileOperations, NOT_BUILT)
+    def ops(call: ApiRequest, **paths: Any) -> FileOperations:
+        """The operations this caller may run, its paths noted for the audit record."""
+        call.audit.resources["paths"] = paths
+        operations = services.require(FileOperations, NOT_BUILT)
+        return operations.within(call.caller.file_directories)
 
     def copy(call: ApiRequest) -> Any:
         body = call.body
         overwrite = bool(body.get("overwrite"))
         preserve = bool(body.get("preserveTimestamp"))
-        source, target = ops().copy(
-            call.client,
+        source, target = ops(call, fromFile=body.get("fromFile"), toFile=body.get("toFile")).copy(
+            call.caller.name,
             body.get("fromFile"),
             body.get("toFile"),
             overwrite=overwrite,
@@ -118,21 +141,27 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def move(call: ApiRequest) -> Any:
         body = call.body
         overwrite = bool(body.get("overwrite"))
-        source, target = ops().move(
-            call.client, body.get("fromFile"), body.get("toFile"), overwrite=overwrite
+        source, target = ops(call, fromFile=body.get("fromFile"), toFile=body.get("toFile")).move(
+            call.caller.name, body.get("fromFile"), body.get("toFile"), overwrite=overwrite
         )
         return {"fromFile": source, "toFile": target, "overwrite": overwrite}, 201
 
     def delete(call: ApiRequest) -> Any:
-        ops().delete(call.client, call.body.get("deleteFile"))
+        ops(call, deleteFile=call.body.get("deleteFile")).delete(
+            call.caller.name, call.body.get("deleteFile")
+        )
         return "", 204
 
     def create_qvd_dir(call: ApiRequest) -> Any:
-        ops().create_qvd_dir(call.client, call.body.get("directory"))
+        ops(call, directory=call.body.get("directory")).create_qvd_dir(
+            call.caller.name, call.body.get("directory")
+        )
         return {"directory": call.body["directory"]}, 201
 
     def create_dir(call: ApiRequest) -> Any:
-        ops().create_dir(call.client, call.body.get("directory"))
+        ops(call, directory=call.body.get("directory")).create_dir(
+            call.caller.name, call.body.get("directory")
+        )
         return {"directory": call.body["directory"]}, 201
 
     transfer_errors = {

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -91,6 +91,78 @@ class FileOperations:
         self._delete_dirs = list(delete_dirs or ())
         self._qvd_dir = qvd_dir
         self._create_dirs = None if create_dirs is None else list(create_dirs)
+        self._qvd_outside_scope = False
+        self._narrowed: dict[tuple[str, ...], FileOperations] = {}
+
+    # -- scopes ----------------------------------------------------------------------------
+
+    def within(self, directories: Sequence[str] | None) -> FileOperations:
+        """These operations confined to ``directories`` too (a caller's ``fileDirectories``).
+
+        Every approved folder is cut down to the part inside the scope, so the scoped
+        operations go through exactly the same lexical, resolved and held-open checks as
+        unscoped ones, with the scope's folders as roots. ``createdirqvd`` joins paths below
+        the QVD folder itself, so a scope must hold that whole folder for it.
+        """
+        if directories is None:
+            return self
+        key = tuple(directories)
+        found = self._narrowed.get(key)
+        if found is None:
+            found = self._narrow([self._policy.parse_config_dir(d, "scope") for d in key])
+            self._narrowed[key] = found
+        return found
+
+    def scope_fits(self, directory: str) -> bool:
+        """Whether a scope folder lies inside some approved folder (a config check)."""
+        scope = self._policy.parse_config_dir(directory, "scope")
+        approved = [
+            *(p.from_dir for p in self._copy_pairs + self._move_pairs),
+            *(p.to_dir for p in self._copy_pairs + self._move_pairs),
+            *self._delete_dirs,
+            *([self._qvd_dir] if self._qvd_dir is not None else []),
+            *(self._create_dirs or []),
+        ]
+        return not approved or any(
+            self._policy.contains(d.normal, scope.normal, strict=False) for d in approved
+        )
+
+    def _narrow(self, scope: Sequence[CheckedPath]) -> FileOperations:
+        def cut(folders: Sequence[CheckedPath]) -> list[CheckedPath]:
+            return [part for folder in folders for s in scope if (part := self._meet(folder, s))]
+
+        narrowed = FileOperations(
+            policy=self._policy,
+            copy_pairs=self._cut_pairs(self._copy_pairs, cut),
+            move_pairs=self._cut_pairs(self._move_pairs, cut),
+            delete_dirs=cut(self._delete_dirs),
+            qvd_dir=self._qvd_dir,
+            create_dirs=list(scope) if self._create_dirs is None else cut(self._create_dirs),
+        )
+        narrowed._qvd_outside_scope = self._qvd_dir is not None and not any(
+            self._policy.contains(s.normal, self._qvd_dir.normal, strict=False) for s in scope
+        )
+        return narrowed
+
+    @staticmethod
+    def _cut_pairs(
+        pairs: Sequence[DirectoryPair],
+        cut: Callable[[Sequence[CheckedPath]], list[CheckedPath]],
+    ) -> list[DirectoryPair]:
+        return [
+            DirectoryPair(source, target)
+            for pair in pairs
+            for source in cut([pair.from_dir])
+            for target in cut([pair.to_dir])
+        ]
+
+    def _meet(self, approved: CheckedPath, scope: CheckedPath) -> CheckedPath | None:
+        """The deeper of two folders when one holds the other, else ``None``."""
+        if self._policy.contains(approved.normal, scope.normal, strict=False):
+            return scope
+        if self._policy.contains(scope.normal, approved.normal, strict=False):
+            return approved
+        return None
 
     # -- operations ------------------------------------------------------------------------
 
@@ -164,6 +236,8 @@ class FileOperations:
                 raise BadRequest("Required parameter missing")
             if self._qvd_dir is None:
                 raise FeatureUnavailable("Butler.configDirectories.qvdPath is not configured")
+            if self._qvd_outside_scope:
+                raise Forbidden("The QVD folder is not inside this caller's fileDirectories scope")
             target = self._policy.parse_below(self._qvd_dir, directory, "directory", _QVD_REFUSAL)
             place = self._place_in([self._qvd_dir], _resolve(target.written), strict=False)
             if place is None:

@@ -278,6 +278,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 body["eventType"], body.get("timestamp"), body.get("attributes"), static
             )
 
+        call.audit.resources["eventType"] = call.body["eventType"]
         return send("event", EVENT_KEY, build, call.body)
 
     def metric(call: ApiRequest) -> Any:
@@ -291,6 +292,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                 static,
             )
 
+        call.audit.resources["metric"] = call.body["name"]
         return send("metric", METRIC_KEY, build, call.body)
 
     responses: dict[int, str | Reply] = {

@@ -135,6 +135,8 @@ def _start_view(services: Services, rule: str) -> View:
                 "(Butler.runs.maxWaitSeconds)"
             )
         key = idempotency_key(call)
+        if key is not None and call.caller.kind in ("apiKey", "certificate"):
+            key = f"{call.caller.name}\x00{key}"  # one caller cannot replay another's start
         fresh: list[StartResult] = []
 
         def process() -> tuple[str, dict[str, Any]]:
@@ -147,6 +149,10 @@ def _start_view(services: Services, rule: str) -> View:
         else:
             request_id, answer, replayed = answer_once(runs, key, fingerprint(rule, call), process)
         started = fresh[0].runs if fresh else runs.store.by_request(request_id)
+        call.audit.request_id = request_id
+        call.audit.resources["tasksStarted"] = (
+            [item["taskId"] for item in fresh[0].started] if fresh else []
+        )
         response = Response(
             dumps_indented(_with_runs(runs, started, answer, call.query["wait"], timeout)),
             mimetype="application/json",
@@ -166,7 +172,8 @@ def _start(
     request = parse_start_body(call.body, task_id)
     request.all_task_ids_must_exist = call.query["allTaskIdsMustExist"]
     request.dry_run = call.query["dryRun"]
-    result = starter.start(request, Trigger.rest(call.client))
+    request.scope = call.caller.tasks
+    result = starter.start(request, Trigger.rest(call.caller.name))
     return result, {**start_response(result, request.dry_run), "requestId": result.request_id}
 
 
