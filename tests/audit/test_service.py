@@ -157,3 +157,22 @@ def test_start_prunes_what_is_past_retention(tmp_path: Path) -> None:
     finally:
         trail.stop()
         trail.close()
+
+
+def test_the_writer_keeps_pruning_while_butler_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("butler.audit.service.PRUNE_INTERVAL", 0.05)
+    now = time.time()
+    store = AuditStore(tmp_path / "audit.sqlite")
+    trail = AuditTrail(store, AuditSettings(retention_days=1), clock=lambda: now)
+    trail.start()
+    try:
+        store.append([AuditRecord(time=now - 2 * 86400, caller="expired meanwhile")])
+        deadline = time.monotonic() + 5
+        while trail.query(AuditFilter(), 10)[0] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert trail.query(AuditFilter(), 10)[0] == []
+    finally:
+        trail.stop()
+        trail.close()
