@@ -134,7 +134,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                     example={"records": [EXAMPLE], "nextCursor": None},
                 ),
                 400: "Bad filter, limit or cursor",
-                503: "Butler.audit.enable is false",
+                503: MISSING,
             },
         )
     ]
