@@ -24,6 +24,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from butler import config_schema as cs
+from butler.audit.settings import AuditSection
 from butler.config_checks import (
     find_placeholder,
     reserved_key_warnings,
@@ -116,6 +117,7 @@ CORE_SECTIONS: tuple[ConfigSection, ...] = (
         lambda cfg: cfg.needs(CoreService.QRS) or cfg.get("mqttConfig.enable") is True,
     ),
     ConfigSection("mqttConfig", cs.MqttSection, when_flag("mqttConfig.enable")),
+    ConfigSection("audit", AuditSection, always),
 )
 """The cross-cutting sections: the REST server, Qlik connections, stores and triggers."""
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from butler.tasks.trigger import Trigger
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,12 @@ class Observer:
     def task_starts(self, trigger: str, outcomes: Mapping[str, str]) -> None:
         """One task-start request of ``trigger`` (rest, mqtt, schedule, chain) finished with
         these outcomes per task id (``started``, ``failed: ...``, ``notFound``, ...)."""
+
+    def start_requested(
+        self, trigger: Trigger, request_id: str | None, outcomes: Mapping[str, str]
+    ) -> None:
+        """As ``task_starts``, with the whole trigger (its caller, and for schedules the
+        schedule behind each task) and the request id: what an audit record names."""
 
     def schedules_fired(self, lateness_seconds: float, count: int) -> None:
         """``count`` schedules due at one instant were handed to the starter this late."""
@@ -64,6 +73,12 @@ class Events(Observer):
     def task_starts(self, trigger: str, outcomes: Mapping[str, str]) -> None:
         for observer in self._observers:
             _call(observer.task_starts, trigger, outcomes)
+
+    def start_requested(
+        self, trigger: Trigger, request_id: str | None, outcomes: Mapping[str, str]
+    ) -> None:
+        for observer in self._observers:
+            _call(observer.start_requested, trigger, request_id, outcomes)
 
     def schedules_fired(self, lateness_seconds: float, count: int) -> None:
         for observer in self._observers:

@@ -12,6 +12,8 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
+from butler.runs.model import parse_iso
+
 _TRUE = frozenset({"true"})
 _FALSE = frozenset({"false"})
 
@@ -109,3 +111,17 @@ class StringList(fields.List):
         if not isinstance(value, list):
             value = [value]
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class IsoTime(LoadScriptString):
+    """An ISO 8601 time (``Z``, an offset, or none for UTC) as epoch seconds: the
+    ``since``/``until`` of every history route (runs, audit), so all read times alike."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parse_iso(text)
+        except ValueError:
+            raise ValidationError("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None

@@ -17,6 +17,7 @@ from typing import Any
 
 import pluggy
 
+from butler.audit import AuditSettings, AuditStore, AuditStoreError, AuditTrail, StartAuditor
 from butler.certificates import load_client_certificate
 from butler.config import Config, ConfigError, CoreService
 from butler.engine import EngineClient
@@ -128,11 +129,32 @@ def build_runs(config: Config, qrs: QrsClient, events: Events) -> Runs:
     return Runs(store, qrs, RunSettings.from_config(config.get("runs")), events)
 
 
+def build_audit(config: Config, events: Events) -> AuditTrail:
+    """The audit trail, subscribed to the starts that no HTTP request audits (MQTT,
+    schedules, chains)."""
+    section = config.get("audit")
+    try:
+        store = AuditStore(config.resolve_path(section["dbFile"]))
+    except AuditStoreError as exc:
+        raise ConfigError(f"Butler.audit.dbFile: {exc}") from None
+    lines = section["jsonLinesFile"]
+    settings = AuditSettings.from_config(section, config.resolve_path(lines) if lines else None)
+    try:
+        trail = AuditTrail(store, settings)
+    except OSError as exc:
+        store.close()
+        raise ConfigError(f"Butler.audit.jsonLinesFile: cannot open {lines}: {exc}") from None
+    events.subscribe(StartAuditor(trail))
+    return trail
+
+
 def build_services(config: Config, plugin_manager: pluggy.PluginManager | None = None) -> Services:
     """Construct every service the config switches on (nothing is started yet)."""
     services = Services(config=config, http=new_session())
     if config.needs(CoreService.KV_STORE):
         services.kv_store = build_kv_store(config)
+    if config.get("audit.enable") is True:
+        services.audit = build_audit(config, services.events)
     mqtt_trigger = config.get("mqttConfig.enable") is True and bool(
         config.get("configQRS.host") and config.get("cert.clientCert")
     )

@@ -6,9 +6,9 @@ keyed by class so a lookup is checked by mypy instead of failing at run time on 
 Core services that are switched off in the config are ``None``; a plugin whose feature
 needs a missing service answers 503 naming the config key.
 
-Start order: key-value store, runs (their tracker), Engine client, plugin objects (in
-registration order), then the triggers (scheduler, MQTT); stop is the reverse, then the
-clients are closed.
+Start order: key-value store, runs (their tracker), the audit trail, Engine client, plugin
+objects (in registration order), then the triggers (scheduler, MQTT); stop is the reverse,
+then the clients are closed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from butler.errors import FeatureUnavailable
 from butler.events import Events
 
 if TYPE_CHECKING:
+    from butler.audit import AuditTrail
     from butler.config import Config
     from butler.engine import EngineClient
     from butler.kvstore import KvStore
@@ -56,6 +57,8 @@ class Services:
     task_starter: TaskStarter | None = None
     runs: Runs | None = None
     """Every start's run record and the tracker that follows it (with the QRS client)."""
+    audit: AuditTrail | None = None
+    """Durable audit records of every change (``Butler.audit.enable``)."""
     kv_store: KvStore | None = None
     scheduler: Scheduler | None = None
     mqtt: MqttService | None = None
@@ -93,6 +96,7 @@ class Services:
             for s in (
                 self.kv_store,
                 self.runs,
+                self.audit,
                 self.engine,
                 *plugin_objects,
                 self.scheduler,
@@ -112,6 +116,7 @@ class Services:
                 service.stop()
             except Exception:
                 log.exception("Error while stopping %s", type(service).__name__)
-        for closable in (self.task_starter, self.runs, self.qrs, self.kv_store, self.http):
+        closables = (self.task_starter, self.audit, self.runs, self.qrs, self.kv_store, self.http)
+        for closable in closables:
             if closable is not None:
                 closable.close()

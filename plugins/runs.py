@@ -7,18 +7,17 @@ per-status and per-task counts a morning check or a dashboard needs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from butler.config import Config, CoreService, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import BadRequest, FeatureUnavailable, NotFound
-from butler.fields import LoadScriptInteger, LoadScriptString
+from butler.fields import IsoTime, LoadScriptInteger, LoadScriptString
 from butler.hookspecs import hookimpl
 from butler.runs import STATUSES, BadCursor, RunFilter, Runs
-from butler.runs.model import iso, parse_iso
+from butler.runs.model import iso
 from butler.runs.schema import RUN_EXAMPLE, RunSchema
 from butler.services import Services
 
@@ -26,19 +25,6 @@ ENABLE_KEY = "runs"
 TAG = "Runs"
 MISSING = "Runs need the QRS connection (Butler.configQRS and Butler.cert)"
 TRIGGERS = ("rest", "mqtt", "schedule", "chain")
-
-
-class IsoTime(LoadScriptString):
-    """An ISO 8601 time (``Z``, an offset, or none for UTC) as epoch seconds."""
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
-    ) -> Any:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return parse_iso(text)
-        except ValueError:
-            raise ValidationError("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
 
 
 class RunsQuery(Schema):

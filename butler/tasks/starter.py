@@ -230,6 +230,7 @@ class TaskStarter:
         result.started_by_cp = [r for refs in by_cp for r in refs if r["taskId"] in ok]
         _log_result(trigger, result)
         self._events.task_starts(trigger.kind, result.outcomes())
+        self._events.start_requested(trigger, result.request_id, result.outcomes())
         return result
 
     def _look_up(

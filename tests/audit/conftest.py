@@ -1,0 +1,46 @@
+"""A started Butler with the audit trail on, its records in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from butler.app import create_app
+from butler.lifecycle import build_services
+from butler.services import Services
+from tests.conftest import deep_merge
+from tests.fixtures.mqtt import mosquitto, mosquitto_factory
+from tests.fixtures.qrs import butler_qrs_config
+
+__all__ = ["mosquitto", "mosquitto_factory"]
+
+AuditButler = Callable[..., tuple[str, Services]]
+
+
+@pytest.fixture
+def audit_butler(
+    make_config, live_server, qrs_simulator, qrs_certs, tmp_path
+) -> Iterator[AuditButler]:
+    """Factory: ``(base URL, services)`` of a started Butler with ``GET /v4/audit`` and a
+    task-start route; ``extra`` is merged into the config."""
+    started: list[Services] = []
+
+    def start(extra: dict[str, Any] | None = None) -> tuple[str, Services]:
+        base = {
+            **butler_qrs_config(qrs_simulator, qrs_certs),
+            "restServerEndpointsEnable": {"senseStartTask": True, "audit": True},
+            "keyValueStore": {"persistence": "memory"},
+            "runs": {"dbFile": str(tmp_path / "runs.sqlite")},
+            "audit": {"enable": True, "dbFile": str(tmp_path / "audit.sqlite")},
+        }
+        config = make_config(deep_merge(base, extra or {}))
+        services = build_services(config)
+        services.start()
+        started.append(services)
+        return live_server(create_app(config, services)), services
+
+    yield start
+    for services in started:
+        services.stop()
