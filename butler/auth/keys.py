@@ -32,10 +32,11 @@ _SCHEME = "scrypt"
 _N, _R, _P = 2**14, 8, 1
 _SALT_BYTES = 16
 _DK_BYTES = 32
-# scrypt needs 128 * n * r bytes; allow a little more than the defaults so hashes made
-# with a higher cost still verify, and refuse absurd ones before they allocate.
+# scrypt needs about 128 * n * r bytes. Hashes made with up to 8 times the default cost
+# still verify; a hash asking for more is refused when parsed, not when it allocates.
 _MAX_N = 2**17
-_MAXMEM = 128 * _MAX_N * 8 * 2
+_MAX_COST = 128 * _MAX_N * _R
+_MAXMEM = 2 * _MAX_COST
 
 
 def new_key() -> str:
@@ -104,10 +105,10 @@ class KeyHash:
             n, r, p = int(n_text), int(r_text), int(p_text)
         except ValueError:
             raise ValueError("key hash: n, r and p must be integers") from None
-        if n < 2 or n > _MAX_N or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
+        if n < 2 or n & (n - 1) or r < 1 or not 1 <= p <= 16 or 128 * n * r > _MAX_COST:
             raise ValueError(
-                f"key hash: scrypt cost out of range (n a power of 2 up to {_MAX_N}, "
-                "r 1..32, p 1..16)"
+                "key hash: scrypt cost out of range (n a power of 2, p 1..16, "
+                f"128 * n * r at most {_MAX_COST} bytes)"
             )
         try:
             salt = base64.b64decode(salt_text, validate=True)

@@ -81,6 +81,7 @@ def test_key_not_in_bk_form_hashes_without_an_id():
         "scrypt$abcdefgh$lots$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA==",
         "scrypt$abcdefgh$1000$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA==",
         "scrypt$abcdefgh$1073741824$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA==",
+        "scrypt$abcdefgh$131072$64$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA==",
         "scrypt$abcdefgh$16384$8$1$not*base64$aGFzaGhhc2hoYXNoaGFzaA==",
         "scrypt$abcdefgh$16384$8$1$c2FsdA==$aGFzaGhhc2hoYXNoaGFzaA==",
     ],
@@ -93,6 +94,7 @@ def test_key_not_in_bk_form_hashes_without_an_id():
         "n-not-integer",
         "n-not-power-of-2",
         "n-too-large",
+        "memory-too-large",
         "salt-not-base64",
         "salt-too-short",
     ],
@@ -197,3 +199,20 @@ def test_verifier_is_safe_across_threads():
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+def test_a_costlier_hash_within_the_limit_verifies():
+    key = new_key()
+    digest = keys._scrypt(key, b"0123456789abcdef", 2**15, 16, 2, 32)
+    text = "$".join(
+        [
+            "scrypt",
+            key_id_of(key),
+            "32768",
+            "16",
+            "2",
+            keys._b64(b"0123456789abcdef"),
+            keys._b64(digest),
+        ]
+    )
+    assert KeyHash.parse(text).verify(key)
