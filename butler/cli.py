@@ -1,4 +1,4 @@
-"""The ``butler`` command: run (default), demo, check-config, openapi, simulate-qrs.
+"""The ``butler`` command: run (default), demo, check-config, openapi, simulate-qrs, new-api-key.
 
 ``check-config`` runs :func:`butler.runner.prepare`, the loading ``run`` does, so it cannot
 accept a config that ``run`` refuses. A shared option that a command would ignore is
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,11 @@ UNUSED_OPTIONS = {
     "check-config": {"loglevel": "-l/--loglevel: check-config writes no log (run and demo do)"},
     "openapi": {"loglevel": "-l/--loglevel: openapi writes no log (run and demo do)"},
     "demo": {"configfile": "-c/--configfile: the demo writes and uses its own config"},
+    "new-api-key": {
+        "configfile": "-c/--configfile: new-api-key needs no config file",
+        "loglevel": "-l/--loglevel: new-api-key writes no log",
+        "api_rate_limit": "--api-rate-limit: new-api-key serves nothing",
+    },
 }
 """Shared options a command would otherwise ignore without a word: refused instead."""
 
@@ -116,7 +122,28 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
         help="run the QRS simulator on its own (options: butler simulate-qrs --help)",
     )
     add_service_parser(sub)
+    _add_new_api_key_parser(sub)
     return parser
+
+
+def _add_new_api_key_parser(sub: argparse._SubParsersAction) -> None:
+    """Not among the commands that take the shared options: it needs no config file."""
+    command = sub.add_parser(
+        "new-api-key",
+        help="make a random API key and print the config lines for it",
+        description="Print a fresh random API key once, and the lines (with the key's salted "
+        "scrypt hash, never the key) to paste under Butler.restServerConfig.auth.apiKeys. "
+        "Needs no config file; nothing is stored, so store the key now.",
+    )
+    command.add_argument(
+        "--name", required=True, help="the caller's name, as audit records and logs show it"
+    )
+    command.add_argument(
+        "--scopes",
+        default="read",
+        metavar="A,B",
+        help="comma-separated scopes the key grants (default: read)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if command == "service":
         return run_service_command(args)
+    if command == "new-api-key":
+        return _new_api_key(parser, args)
     if command == "demo":
         from butler.testing.demo import run_demo
 
@@ -157,6 +186,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "openapi":
         return _print_openapi(config, pm)
     return serve(config, plugin_manager=pm)
+
+
+_SCOPE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9.*_-]*$")
+_PLAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9 ._-]*(?<! )$")
+_YAML_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null"}
+
+
+def _new_api_key(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The key goes to stdout once and nowhere else: no log, no file."""
+    from butler.auth.keys import hash_key, new_key
+
+    name = args.name.strip()
+    if not name:
+        parser.error("new-api-key: --name must not be empty")
+    scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
+    if not scopes:
+        parser.error("new-api-key: --scopes needs at least one scope")
+    bad = [scope for scope in scopes if not _SCOPE.match(scope)]
+    if bad:
+        parser.error(f"new-api-key: not a scope name: {', '.join(bad)}")
+    key = new_key()
+    # A name YAML could read as something else (a number, "yes", "a: b") is quoted; JSON's
+    # string form is a valid YAML double-quoted scalar.
+    plain = _PLAIN_NAME.match(name) and name.lower() not in _YAML_WORDS
+    shown_name = name if plain else json.dumps(name)
+    print(f"API key for {json.dumps(name)} (shown once, store it now): {key}")
+    print("Paste under Butler.restServerConfig.auth.apiKeys in your config file:")
+    print(f"      - name: {shown_name}")
+    print(f"        keyHash: {hash_key(key)}")
+    print(f"        scopes: [{', '.join(scopes)}]")
+    return 0
 
 
 def _refuse_unused_options(

@@ -29,7 +29,9 @@ What granian does not have, and waitress/cheroot have here: the per-client conne
 ``header_read_timeout`` covers the request line and headers: ``requestReadTimeout``; a body
 trickled slowly holds one app thread while the app reads it); what granian refuses before
 the app (bad framing) it answers itself with an empty body, not in Butler's JSON error
-shape.
+shape; and who a client certificate names: granian verifies it in rustls but gives its
+WSGI callback no TLS details, so ``environ["butler.client_subject"]`` is never set here
+(:func:`butler.client_cert.client_subjects_supported`).
 """
 
 from __future__ import annotations

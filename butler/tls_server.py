@@ -14,7 +14,9 @@ header lines stopped the server. Here:
 * what cheroot refuses before the app (a malformed request line, a bad header, plain HTTP
   on the TLS port) is answered in the JSON error shape;
 * cheroot's own messages (it writes them to stderr) go through Butler's logging, so they
-  have the formatter, the level filter and the file like every other line.
+  have the formatter, the level filter and the file like every other line;
+* a caller's verified client certificate is in every request's environ as a
+  :class:`butler.client_cert.ClientSubject` (``environ["butler.client_subject"]``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 from flask import Flask
 
+from butler.client_cert import CLIENT_SUBJECT_KEY, subject_from_peercert
 from butler.client_limits import ClientCounts, log_cut
 
 log = logging.getLogger("butler.server")
@@ -197,6 +200,11 @@ def _guarded_connection(deadlines: ReadDeadlines, counts: ClientCounts) -> type:
             except OSError:
                 return False
             self.ssl_env = self.server.ssl_adapter.get_environ(sock)
+            # Once per connection, from the socket: cheroot merges ssl_env into every
+            # request's environ after the headers, so no request can replace it.
+            subject = subject_from_peercert(sock.getpeercert())
+            if subject is not None:
+                self.ssl_env[CLIENT_SUBJECT_KEY] = subject
             self._handshaken = True
             return True
 
