@@ -212,7 +212,8 @@ def _install_hooks(
             if ep is None or request.method == "OPTIONS":
                 return
             if ep.enable_key not in authenticator.anonymous:
-                g.caller = authenticator.identify(environ, request.headers)
+                headers = cast("Mapping[str, str]", request.headers)
+                g.caller = authenticator.identify(environ, headers)
 
     @app.after_request
     def _after(response: Response) -> Response:

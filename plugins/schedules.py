@@ -192,20 +192,27 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         """What a scoped caller writes must stay in its scopes: a schedule it could not
         see afterwards, or one that starts a task it may not start, is refused."""
         caller = call.caller
-        if caller.schedules is not None and (creating or "tags" in changes):
-            if caller.schedules.isdisjoint(changes.get("tags") or []):
-                raise Forbidden(
-                    f"Caller '{caller.name}' may only write schedules tagged "
-                    f"{sorted(caller.schedules)} (schedules scope)",
-                    code="MISSING_SCOPE",
-                )
+        tags = changes.get("tags") or []
+        if (
+            caller.schedules is not None
+            and (creating or "tags" in changes)
+            and caller.schedules.isdisjoint(tags)
+        ):
+            raise Forbidden(
+                f"Caller '{caller.name}' may only write schedules tagged "
+                f"{sorted(caller.schedules)} (schedules scope)",
+                code="MISSING_SCOPE",
+            )
         task_id = changes.get("qlikSenseTaskId")
-        if caller.tasks is not None and task_id is not None:
-            if str(task_id).strip().lower() not in caller.tasks.task_ids:
-                raise Forbidden(
-                    f"Caller '{caller.name}' may not schedule task {task_id} (tasks scope)",
-                    code="MISSING_SCOPE",
-                )
+        if (
+            caller.tasks is not None
+            and task_id is not None
+            and str(task_id).strip().lower() not in caller.tasks.task_ids
+        ):
+            raise Forbidden(
+                f"Caller '{caller.name}' may not schedule task {task_id} (tasks scope)",
+                code="MISSING_SCOPE",
+            )
 
     def unscoped(call: ApiRequest) -> None:
         if call.caller.schedules is not None:

@@ -145,9 +145,9 @@ class Authenticator:
             return self._refuse(environ, address, "the API key is not valid")
         subject: ClientSubject | None = environ.get(CLIENT_SUBJECT_KEY)
         if subject is not None:
-            caller = self._cert_callers.get(_normal_subject(subject.dn)) or self._cert_callers.get(
-                _normal_subject(subject.cn)
-            )
+            caller = self._cert_callers.get(_normal_subject(subject.dn))
+            if caller is None and subject.cn is not None:
+                caller = self._cert_callers.get(_normal_subject(subject.cn))
             if caller is not None:
                 return caller
             return self._refuse(

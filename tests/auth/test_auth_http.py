@@ -16,7 +16,7 @@ from butler.lifecycle import build_services
 from butler.services import Services
 from tests.conftest import deep_merge
 from tests.fixtures.qrs import butler_qrs_config
-from tests.runs.conftest import add_tasks, start, tag_body
+from tests.runs.conftest import add_tasks, tag_body
 
 TIMEOUT = 10
 KEY_NAMES = ("admin", "reader", "finance", "teams", "starter")
@@ -221,12 +221,17 @@ def test_tasks_scope_limits_starts_by_id_tag_and_custom_property(
     by_tag = started_by(tag_body("finance") + tag_body("sales"))
     assert {t["taskId"] for t in by_tag["tasksStarted"]} == set(finance)
     assert by_tag["tasksTagDenied"] == [{"tag": "sales"}]
-    by_id = started_by([{"type": "starttaskid", "payload": {"taskId": t}} for t in (finance[0], sales[0])])
+    by_id = started_by(
+        [{"type": "starttaskid", "payload": {"taskId": t}} for t in (finance[0], sales[0])]
+    )
     assert [t["taskId"] for t in by_id["tasksStarted"]] == [finance[0]]
     assert by_id["tasksId"]["denied"] == [{"taskId": sales[0]}]
     by_cp = started_by(
         [
-            {"type": "starttaskcustomproperty", "payload": {"name": n, "value": v}}
+            {
+                "type": "starttaskcustomproperty",
+                "payload": {"customPropertyName": n, "customPropertyValue": v},
+            }
             for n, v in (("taskGroup", "tasks1"), ("taskGroup", "tasks2"))
         ]
     )
@@ -270,7 +275,10 @@ def test_the_document_declares_the_schemes_and_the_open_routes(butler, hashes):
     start_answers = document["paths"]["/v4/reloadtask/{taskId}/start"]["put"]["responses"]
     assert {"401", "403"} <= set(start_answers)
     page = requests.get(f"{url}/documentation", timeout=TIMEOUT)
-    assert "'unsafe-inline'" not in page.headers["Content-Security-Policy"].split("script-src")[1].split(";")[0]
+    assert (
+        "'unsafe-inline'"
+        not in page.headers["Content-Security-Policy"].split("script-src")[1].split(";")[0]
+    )
     assert page.headers["X-Frame-Options"] == "DENY"
     assert "<script>" not in page.text
 
