@@ -23,6 +23,7 @@ from typing import Any
 import pluggy
 
 from butler import __version__
+from butler.auth.keys import hash_key, new_key
 from butler.cli_options import CliOptions
 from butler.config import LOG_LEVELS, Config, ConfigError, endpoint_enable_map, load_config
 from butler.plugins import config_contract, default_plugin_manager
@@ -195,8 +196,6 @@ _YAML_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null"}
 
 def _new_api_key(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """The key goes to stdout once and nowhere else: no log, no file."""
-    from butler.auth.keys import hash_key, new_key
-
     name = args.name.strip()
     if not name:
         parser.error("new-api-key: --name must not be empty")
