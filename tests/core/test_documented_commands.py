@@ -57,6 +57,8 @@ DOCUMENTED = {
     "python scripts/profile_hot_paths.py": "help",
     "butler check-config -c <file>": "help",
     "butler service install": "help",
+    "butler new-api-key --name nightly-etl --scopes senseStartTask,read": "help",
+    "butler new-api-key --name nightly-etl-2026": "help",
     "python -m butler": "help",
     "python -m butler check-config -c C:\\Butler\\butler.yaml": "help",
     "python -m butler run -c ...": "help",
