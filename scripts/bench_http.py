@@ -22,6 +22,12 @@ not a like-for-like start. Loopback only; every run is bounded in time.
 
 Rows are run ours then bare, case after case; with ``--rounds N`` the whole series is run N
 times and each figure is the median of its N measurements.
+
+``--yardstick auth-off`` measures what authentication and the audit trail cost instead:
+"ours" is Butler with ``restServerConfig.auth`` on (every request sends a valid
+``X-Api-Key``) and ``Butler.audit`` on (a SQLite file, each record committed before the
+answer), the yardstick the same Butler with both off (it gets the same header and ignores
+it); the cases default to ping, KV GET and KV POST.
 """
 
 from __future__ import annotations
@@ -175,16 +181,17 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk_script(workdir: Path, case: Case) -> Path | None:
-    if case.body is None:
+def wrk_script(workdir: Path, case: Case, api_key: str | None = None) -> Path | None:
+    if case.body is None and api_key is None:
         return None
     path = workdir / f"{case.label.replace(' ', '_')}.lua"
-    body = json.dumps(case.body).replace("\\", "\\\\").replace('"', '\\"')
-    path.write_text(
-        f'wrk.method = "{case.method}"\n'
-        f'wrk.body = "{body}"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-    )
+    lines = [f'wrk.method = "{case.method}"']
+    if case.body is not None:
+        body = json.dumps(case.body).replace("\\", "\\\\").replace('"', '\\"')
+        lines += [f'wrk.body = "{body}"', 'wrk.headers["Content-Type"] = "application/json"']
+    if api_key is not None:
+        lines.append(f'wrk.headers["X-Api-Key"] = "{api_key}"')
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -233,7 +240,15 @@ def run_wrk(
 # ------------------------------------------------------------------------ processes
 
 
-def butler_config(workdir: Path, args: argparse.Namespace, port: int, qrs_port: int) -> Path:
+def butler_config(
+    workdir: Path,
+    args: argparse.Namespace,
+    port: int,
+    qrs_port: int,
+    key_hash: str | None = None,
+    name: str = "butler",
+) -> Path:
+    """Butler's config; with ``key_hash``, auth (that one key, every scope) and audit on."""
     certs = workdir / "certs"
     butler = {
         "logLevel": args.loglevel,
@@ -267,7 +282,14 @@ def butler_config(workdir: Path, args: argparse.Namespace, port: int, qrs_port: 
     }
     if args.server != "waitress":
         butler["restServerConfig"]["server"] = args.server  # type: ignore[index]
-    path = workdir / "butler.yaml"
+    if key_hash is not None:
+        butler["restServerConfig"]["auth"] = {  # type: ignore[index]
+            "enable": True,
+            "apiKeys": [{"name": "bench", "keyHash": key_hash, "scopes": ["*"]}],
+        }
+        butler["audit"] = {"enable": True, "dbFile": str(workdir / f"{name}-audit.sqlite")}
+        butler["runs"] = {"dbFile": str(workdir / f"{name}-runs.sqlite")}
+    path = workdir / f"{name}.yaml"
     with path.open("w", encoding="utf-8") as handle:
         YAML().dump({"Butler": butler}, handle)
     return path
@@ -331,6 +353,12 @@ def main() -> None:
     parser.add_argument("--loglevel", default="info", help="Butler's log level (info: access log)")
     parser.add_argument("--cases", default=None, help="comma-separated case labels to run")
     parser.add_argument("--clients", default="1,16", help="comma-separated client counts")
+    parser.add_argument(
+        "--yardstick",
+        choices=("bare", "auth-off"),
+        default="bare",
+        help="bare: a bare Flask app; auth-off: Butler without auth and audit (ours has both)",
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     bare_threads = args.bare_threads or args.threads + args.max_waiting
@@ -340,20 +368,32 @@ def main() -> None:
     duration = 2.0 if args.quick else args.duration
     if args.quick:
         args.rounds = 1
-    cases = [c for c in CASES if args.cases is None or c.label in args.cases.split(",")]
+    auth_mode = args.yardstick == "auth-off"
+    wanted = args.cases or ("ping,KV GET,KV POST" if auth_mode else None)
+    cases = [c for c in CASES if wanted is None or c.label in wanted.split(",")]
     clients_list = [int(c) for c in args.clients.split(",")]
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
     try:
         check_certs(workdir)
         qrs_port, port, bare_port = free_port(), free_port(), free_port()
-        config = butler_config(workdir, args, port, qrs_port)
+        api_key = None
+        if auth_mode:
+            from butler.auth.keys import hash_key, new_key
+
+            api_key = new_key()
+            config = butler_config(workdir, args, port, qrs_port, hash_key(api_key), "ours")
+            plain = butler_config(workdir, args, bare_port, qrs_port, name="auth-off")
+        else:
+            config = butler_config(workdir, args, port, qrs_port)
         simulator = [sys.executable, "-m", "butler.testing.qrs_simulator", "--port", str(qrs_port)]
         simulator += ["--certs", str(workdir / "certs"), "--synthetic-tasks", str(TAG_TASKS)]
         simulator += ["--max-concurrent-reloads", "1000"]
         ours_cmd = [str(Path(sys.executable).parent / "butler"), "-c", str(config)]
         bare_cmd = [sys.executable, __file__, "--server", args.server]
         bare_cmd += ["--bare-threads", str(bare_threads), "--serve-bare", str(bare_port)]
+        if auth_mode:
+            bare_cmd = [ours_cmd[0], "-c", str(plain)]
         ours_url, bare_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
         with (
             process(simulator, "", ready_line="QRS simulator on"),
@@ -361,8 +401,11 @@ def main() -> None:
             process(bare_cmd, bare_url + "/v4/butlerping") as bare_pid,
         ):
             session = requests.Session()
-            warm = session.post(ours_url + "/v4/keyvalues/bench", json=KV_BODY, timeout=10)
-            warm.raise_for_status()
+            if api_key is not None:
+                session.headers["X-Api-Key"] = api_key
+            for base in (ours_url, bare_url) if auth_mode else (ours_url,):
+                warm = session.post(base + "/v4/keyvalues/bench", json=KV_BODY, timeout=10)
+                warm.raise_for_status()
             for case in CASES[3:]:
                 answer = session.put(ours_url + case.path, json=case.body, timeout=30)
                 if answer.status_code != 200 or answer.json()["totalTasksStarted"] < 1:
@@ -373,7 +416,7 @@ def main() -> None:
             samples: dict[tuple[int, int], tuple[list[Row], list[Row]]] = {}
             for number in range(1, args.rounds + 1):
                 for index, case in enumerate(cases):
-                    script = wrk_script(workdir, case)
+                    script = wrk_script(workdir, case, api_key)
                     for clients in clients_list:
                         ours_rows, bare_rows = samples.setdefault((index, clients), ([], []))
                         url = case.path
@@ -391,14 +434,18 @@ def main() -> None:
             ]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    yardstick = "Butler, auth and audit off" if auth_mode else f"bare Flask {bare_threads} threads"
+    ours_name = "Butler with auth and audit on" if auth_mode else "Butler"
+    other = "off" if auth_mode else "bare"
     print(
-        f"\n{args.server}: Butler {args.threads} threads + {args.max_waiting} maxWaiting, "
-        f"bare Flask {bare_threads} threads; log level {args.loglevel}; "
+        f"\n{args.server}: {ours_name} ({args.threads} threads + {args.max_waiting} "
+        f"maxWaiting), yardstick {yardstick}; log level {args.loglevel}; "
         f"{duration:g} s per row, median of {args.rounds} round(s); {os.cpu_count()} CPUs\n"
     )
     print(
-        "| case | clients | req/s ours | req/s bare | ours / bare | p50 ms ours / bare "
-        "| p99 ms ours / bare | p99 / p50 ours | CPU ms/req ours / bare |"
+        f"| case | clients | req/s ours | req/s {other} | ours / {other} "
+        f"| p50 ms ours / {other} | p99 ms ours / {other} | p99 / p50 ours "
+        f"| CPU ms/req ours / {other} |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case, clients, ours, bare in results:
@@ -410,8 +457,8 @@ def main() -> None:
             f"| {ours.cpu_ms:.2f} / {bare.cpu_ms:.2f} |"
         )
     print(
-        f"\nRSS MB: Butler idle {idle['ours']:.1f}, after load {loaded['ours']:.1f}; "
-        f"bare idle {idle['bare']:.1f}, after load {loaded['bare']:.1f}"
+        f"\nRSS MB: ours idle {idle['ours']:.1f}, after load {loaded['ours']:.1f}; "
+        f"{other} idle {idle['bare']:.1f}, after load {loaded['bare']:.1f}"
     )
 
 

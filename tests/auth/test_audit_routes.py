@@ -22,6 +22,7 @@ import pytest
 import requests
 from ruamel.yaml import YAML
 
+from butler.audit import AuditFilter, AuditStore
 from butler.auth.keys import hash_key, new_key
 from butler.runs.model import iso
 from butler.testing.certs import generate_certificates
@@ -333,3 +334,30 @@ def test_no_secret_reaches_anything_the_service_wrote(stack: Stack) -> None:
     for name, secret in stack.secrets.items():
         leaks = [i for i, blob in enumerate(written) if secret.encode() in blob]
         assert not leaks, f"the {name} was written by the service"
+
+
+def test_an_answered_call_keeps_its_record_through_kill_9(stack: Stack) -> None:
+    """Runs last: the service is started again on the same files, answers, and is killed."""
+    if stack.process.poll() is None:
+        stack.process.terminate()
+        stack.process.wait(timeout=20)
+    with (stack.workdir / "second-run.txt").open("wb") as sink:
+        process = subprocess.Popen(
+            [str(BUTLER), "-c", str(stack.config_file)], cwd=stack.workdir, stdout=sink,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until_answering(f"{stack.url}/v4/butlerping", process)
+        answer = stack.call("POST", "/v4/keyvalues/durable", {"key": "k9", "value": "v"})
+        assert answer.status_code == 201
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    store = AuditStore(stack.workdir / "butler-audit.sqlite")
+    try:
+        records, _ = store.query(AuditFilter(route="/v4/keyvalues/{namespace}"), 1000)
+    finally:
+        store.close()
+    assert [r.resources for r in records if r.resources.get("namespace") == "durable"] == [
+        {"namespace": "durable", "key": "k9"}
+    ]
