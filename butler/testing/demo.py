@@ -110,6 +110,7 @@ def demo_config(
         "keyValueStore": {"persistence": "sqlite", "dbFile": "butler-kv.sqlite"},
         "scheduler": {"enable": True, "configfile": "schedule.yaml"},
         "runs": {"dbFile": "butler-runs.sqlite", "pollIntervalSeconds": 1},
+        "audit": {"enable": True, "dbFile": "butler-audit.sqlite"},
         "startTaskFilter": {
             "enable": True,
             "allowTask": {

@@ -230,6 +230,7 @@ def test_every_operation_answers_what_the_document_declares(running: Running) ->
     check.call("GET", "/v4/runs/summary", 200)
     run_path = f"/v4/runs/{waited['runs'][0]['runId']}"
     check.call("GET", "/v4/runs/{runId}", 200, path=run_path)
+    check.call("GET", "/v4/audit", 200, params={"limit": "2"})
 
     schedules = "/v4/schedules"
     check.call("GET", schedules, 200)
