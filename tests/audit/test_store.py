@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def record(offset: float, caller: str = "10.0.0.1", route: str = "/v4/keyvalues"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuditStore:
+def store(tmp_path: Path) -> Iterator[AuditStore]:
     opened = AuditStore(tmp_path / "audit.sqlite")
     yield opened
     opened.close()
