@@ -352,6 +352,7 @@ def _make_view(
             return serve(req, caller, note, path)
         started = time.time()
         try:
+            audit.check_writable()
             response = current_app.make_response(serve(req, caller, note, path))
         except BaseException as exc:
             _record(audit, started, caller, req, route, path, error_status(exc), note)
@@ -376,8 +377,9 @@ def _record(
 ) -> None:
     """Write the call's audit record before its answer leaves.
 
-    The call has already acted: if the trail cannot take the record the answer still
-    tells the truth about the action, and the failure is logged loudly instead.
+    The call has already acted: if the trail cannot take the record now, the answer still
+    tells the truth about the action and the failure is logged; the trail then refuses the
+    next changes before they are made (``AuditTrail.check_writable``).
     """
     try:
         audit.record(

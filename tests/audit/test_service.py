@@ -176,3 +176,21 @@ def test_the_writer_keeps_pruning_while_butler_runs(
     finally:
         trail.stop()
         trail.close()
+
+
+def test_after_a_failed_commit_changes_are_refused_before_they_are_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    trail = AuditTrail(store)
+    trail.check_writable()
+    store.close()
+    with pytest.raises(AuditUnavailable):
+        trail.record(change("10.0.0.1"))
+    with pytest.raises(AuditUnavailable, match="changes are refused"):
+        trail.check_writable()
+    monkeypatch.setattr("butler.audit.service.RETRY_AFTER_FAILURE", 0.0)
+    trail.check_writable()  # the next change may try again
+    trail.stop()
+    with pytest.raises(AuditUnavailable, match="stopping"):
+        trail.check_writable()
