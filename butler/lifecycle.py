@@ -134,7 +134,7 @@ def build_audit(config: Config, events: Events) -> AuditTrail:
     schedules, chains)."""
     section = config.get("audit")
     try:
-        store = AuditStore(config.resolve_path(section["dbFile"]))
+        store = AuditStore(config.resolve_path(section["dbFile"]), section["flushEachCommit"])
     except AuditStoreError as exc:
         raise ConfigError(f"Butler.audit.dbFile: {exc}") from None
     lines = section["jsonLinesFile"]

@@ -287,7 +287,11 @@ def butler_config(
             "enable": True,
             "apiKeys": [{"name": "bench", "keyHash": key_hash, "scopes": ["*"]}],
         }
-        butler["audit"] = {"enable": True, "dbFile": str(workdir / f"{name}-audit.sqlite")}
+        butler["audit"] = {
+            "enable": True,
+            "dbFile": str(workdir / f"{name}-audit.sqlite"),
+            "flushEachCommit": not args.audit_unflushed,
+        }
         butler["runs"] = {"dbFile": str(workdir / f"{name}-runs.sqlite")}
     path = workdir / f"{name}.yaml"
     with path.open("w", encoding="utf-8") as handle:
@@ -358,6 +362,11 @@ def main() -> None:
         choices=("bare", "auth-off"),
         default="bare",
         help="bare: a bare Flask app; auth-off: Butler without auth and audit (ours has both)",
+    )
+    parser.add_argument(
+        "--audit-unflushed",
+        action="store_true",
+        help="with --yardstick auth-off: Butler.audit.flushEachCommit false",
     )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -436,6 +445,8 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     yardstick = "Butler, auth and audit off" if auth_mode else f"bare Flask {bare_threads} threads"
     ours_name = "Butler with auth and audit on" if auth_mode else "Butler"
+    if auth_mode and args.audit_unflushed:
+        ours_name += " (flushEachCommit false)"
     other = "off" if auth_mode else "bare"
     print(
         f"\n{args.server}: {ours_name} ({args.threads} threads + {args.max_waiting} "

@@ -20,3 +20,5 @@ class AuditSection(OpenSchema):
         validate=validate.Range(1, error="must be 1 or more"), load_default=90
     )
     jsonLinesFile = config_string(allow_none=True, load_default=None)
+    flushEachCommit = ConfigBoolean(load_default=True)
+    """false: a record survives a crash or kill of Butler, not a power cut (docs/audit.md)."""

@@ -55,10 +55,12 @@ class AuditFilter:
 class AuditStore:
     """Audit records in SQLite (``path``), or in an in-memory database."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, flush_each_commit: bool = True):
         self._path = path
         self._lock = threading.Lock()
-        self._db = open_durable(path, "Audit store", _SCHEMA_VERSION, _SCHEMA, AuditStoreError)
+        self._db = open_durable(
+            path, "Audit store", _SCHEMA_VERSION, _SCHEMA, AuditStoreError, flush_each_commit
+        )
         self.transactions = 0
         """Appends committed so far: how a test sees that group commit shares transactions."""
 

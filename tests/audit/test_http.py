@@ -96,6 +96,7 @@ def test_the_config_section_defaults_and_limits(make_config, tmp_path) -> None:
         "dbFile": "butler-audit.sqlite",
         "retentionDays": 90,
         "jsonLinesFile": None,
+        "flushEachCommit": True,
     }
     with pytest.raises(ConfigError, match=r"Butler\.audit\.retentionDays"):
         make_config({"audit": {"retentionDays": 0}})

@@ -148,3 +148,13 @@ def test_one_append_is_one_transaction(store: AuditStore) -> None:
     store.append([record(n) for n in range(50)])
     store.append([])
     assert store.transactions == 1
+
+
+def test_without_a_flush_per_commit_the_store_says_so_to_sqlite(tmp_path: Path) -> None:
+    flushed, unflushed = AuditStore(tmp_path / "a.sqlite"), AuditStore(tmp_path / "b.sqlite", False)
+    try:
+        assert flushed._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert unflushed._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        flushed.close()
+        unflushed.close()
