@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +13,10 @@ import requests
 from butler.app import create_app
 from butler.auth.keys import hash_key, new_key
 from butler.config import ConfigError
-from butler.lifecycle import build_services
+from butler.lifecycle import build_scheduler, build_services
+from butler.server import TlsFiles
 from butler.services import Services
+from butler.testing.certs import CertPaths, generate_certificates
 from tests.conftest import deep_merge
 from tests.fixtures.qrs import butler_qrs_config
 from tests.runs.conftest import add_tasks, tag_body
@@ -351,3 +354,213 @@ def test_listening_beyond_loopback_without_auth_warns(make_config, caplog):
     with caplog.at_level(logging.WARNING, logger="butler.app"):
         create_app(make_config({"restServerConfig": {"serverHost": "0.0.0.0"}}))
     assert "authentication off" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> CertPaths:
+    return generate_certificates(tmp_path_factory.mktemp("auth-tls"))
+
+
+def serve_tls(make_config, live_server, tls_certs, auth: dict[str, Any]) -> str:
+    config = make_config(
+        {
+            "restServerConfig": {"auth": auth},
+            "restServerEndpointsEnable": {"butlerping": True, "keyValueStore": True},
+            "keyValueStore": {"persistence": "memory"},
+        }
+    )
+    services = build_services(config)
+    app = create_app(config, services)
+    tls = TlsFiles(tls_certs.server_cert, tls_certs.server_key, ca=tls_certs.ca)
+    return live_server(app, tls=tls)
+
+
+def test_over_tls_keys_are_checked_the_same(make_config, live_server, tls_certs, hashes, keys):
+    url = serve_tls(make_config, live_server, tls_certs, auth_section(hashes))
+    ca = str(tls_certs.ca)
+    namespaces = f"{url}/v4/keyvaluesnamespaces"
+    assert requests.get(namespaces, verify=ca, timeout=TIMEOUT).status_code == 401
+    wrong = requests.get(namespaces, verify=ca, headers=with_key("bk_x_y"), timeout=TIMEOUT)
+    assert wrong.status_code == 401
+    reader = with_key(keys["reader"])
+    assert requests.get(namespaces, verify=ca, headers=reader, timeout=TIMEOUT).status_code == 200
+    write = requests.post(
+        f"{url}/v4/keyvalues/ns", json={"key": "k", "value": "v"}, headers=reader, verify=ca,
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    assert write.status_code == 403
+
+
+@pytest.mark.servers("waitress")  # granian cannot tell the app who presented a certificate
+def test_a_certificate_caller_is_identified_and_scoped(
+    make_config, live_server, tls_certs, hashes, keys
+):
+    auth = auth_section(
+        hashes,
+        clientCertificates=[
+            {
+                "subject": "QlikClient",
+                "name": "qlik",
+                "scopes": ["keyValueStore"],
+                "kvNamespaces": ["qlik_*"],
+            }
+        ],
+    )
+    url = serve_tls(make_config, live_server, tls_certs, auth)
+    ca, cert = str(tls_certs.ca), (str(tls_certs.client_cert), str(tls_certs.client_key))
+    ok = requests.post(
+        f"{url}/v4/keyvalues/qlik_a", json={"key": "k", "value": "v"}, verify=ca, cert=cert,
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    assert ok.status_code == 201
+    outside = requests.post(
+        f"{url}/v4/keyvalues/other", json={"key": "k", "value": "v"}, verify=ca, cert=cert,
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    assert outside.status_code == 403
+    assert "'qlik'" in outside.json()["message"]
+    # A presented key decides, even next to a good certificate; a wrong one is refused.
+    wrong = requests.get(
+        f"{url}/v4/keyvaluesnamespaces", verify=ca, cert=cert, headers=with_key("bk_a_b"),
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    assert wrong.status_code == 401
+
+
+def test_granian_with_certificate_callers_stops_start_up(make_config, hashes):
+    auth = auth_section(hashes, clientCertificates=[{"subject": "QlikClient", "scopes": ["*"]}])
+    config = make_config({"restServerConfig": {"server": "granian", "auth": auth}})
+    with pytest.raises(ConfigError, match="clientCertificates"):
+        create_app(config)
+
+
+def test_file_directories_scope_confines_file_operations(
+    make_config, live_server, tmp_path, keys, hashes
+):
+    source, target, other = tmp_path / "from", tmp_path / "to", tmp_path / "to" / "other"
+    scoped = tmp_path / "to" / "finance"
+    for folder in (source, target, other, scoped):
+        folder.mkdir(parents=True, exist_ok=True)
+    (source / "a.qvd").write_text("a", encoding="utf-8")
+    (scoped / "link").symlink_to(other, target_is_directory=True)
+    auth = auth_section(hashes)
+    auth["apiKeys"].append(
+        {
+            "name": "files",
+            "keyHash": hashes["starter"],
+            "scopes": ["fileCopy"],
+            "fileDirectories": [str(source), str(scoped)],
+        }
+    )
+    auth["apiKeys"] = [k for k in auth["apiKeys"] if k["name"] != "starter"]
+    config = make_config(
+        {
+            "restServerConfig": {"auth": auth},
+            "restServerEndpointsEnable": {"fileCopy": True},
+            "fileCopyApprovedDirectories": [
+                {"fromDirectory": str(source), "toDirectory": str(target)}
+            ],
+        }
+    )
+    services = build_services(config)
+    url = live_server(create_app(config, services))
+    key = with_key(keys["starter"])
+
+    def copy(to: Path) -> requests.Response:
+        body = {"fromFile": str(source / "a.qvd"), "toFile": str(to)}
+        return requests.put(f"{url}/v4/filecopy", json=body, headers=key, timeout=TIMEOUT)
+
+    assert copy(scoped / "a.qvd").status_code == 201
+    assert copy(other / "a.qvd").status_code == 403
+    assert copy(scoped / "link" / "b.qvd").status_code == 403
+    assert not (other / "a.qvd").exists() and not (other / "b.qvd").exists()
+
+
+def test_file_directories_outside_the_approved_ones_stop_start_up(
+    make_app, make_config, tmp_path, hashes
+):
+    auth = auth_section(hashes)
+    auth["apiKeys"][1]["fileDirectories"] = [str(tmp_path / "elsewhere")]
+    approved = [{"fromDirectory": str(tmp_path / "a"), "toDirectory": str(tmp_path / "b")}]
+    config = make_config(
+        {
+            "restServerConfig": {"auth": auth},
+            "restServerEndpointsEnable": {"fileCopy": True},
+            "fileCopyApprovedDirectories": approved,
+        }
+    )
+    with pytest.raises(ConfigError, match=r"apiKeys\.1\.fileDirectories\.0: .* inside no approved"):
+        make_app(config)
+
+
+def test_schedules_scope_limits_what_a_key_sees_and_changes(
+    make_config, live_server, tmp_path, hashes, keys
+):
+    auth = auth_section(hashes)
+    auth["apiKeys"].append(
+        {
+            "name": "ops",
+            "keyHash": hashes["starter"],
+            "scopes": ["scheduler.*"],
+            "schedules": ["ops"],
+        }
+    )
+    auth["apiKeys"] = [k for k in auth["apiKeys"] if k["name"] != "starter"]
+    config = make_config(
+        {
+            "restServerConfig": {"auth": auth},
+            "restServerEndpointsEnable": {
+                key: True
+                for key in (
+                    "scheduler.createNewSchedule", "scheduler.getSchedule",
+                    "scheduler.updateSchedule", "scheduler.deleteSchedule",
+                    "scheduler.startSchedule", "scheduler.stopSchedule",
+                )
+            },
+            "scheduler": {"enable": True, "configfile": str(tmp_path / "schedule.yaml")},
+            "configQRS": {"host": "127.0.0.1"},
+            "cert": {"clientCert": "c.pem", "clientCertKey": "k.pem", "clientCertCA": "ca.pem"},
+        }
+    )  # fmt: skip
+    services = Services(config=config)
+    services.task_starter = object()  # type: ignore[assignment]
+    services.scheduler = build_scheduler(config, services)
+    url = live_server(create_app(config, services))
+    ops, admin = with_key(keys["starter"]), with_key(keys["admin"])
+
+    def schedule(name: str, tags: list[str]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "cronSchedule": "0 0 1 1 *",
+            "timezone": "UTC",
+            "qlikSenseTaskId": "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e",
+            "startupState": "stopped",
+            "tags": tags,
+        }
+
+    mine = requests.post(
+        f"{url}/v4/schedules", json=schedule("mine", ["ops"]), headers=ops, timeout=TIMEOUT
+    )
+    assert mine.status_code == 201
+    untagged = requests.post(
+        f"{url}/v4/schedules", json=schedule("x", []), headers=ops, timeout=TIMEOUT
+    )
+    assert untagged.status_code == 403
+    theirs = requests.post(
+        f"{url}/v4/schedules", json=schedule("theirs", ["finance"]), headers=admin, timeout=TIMEOUT
+    ).json()["id"]
+    listed = requests.get(f"{url}/v4/schedules", headers=ops, timeout=TIMEOUT).json()
+    assert [s["name"] for s in listed] == ["mine"]
+    for method, path in (
+        ("GET", f"/v4/schedules?id={theirs}"),
+        ("PUT", f"/v4/schedules/{theirs}/start"),
+        ("DELETE", f"/v4/schedules/{theirs}"),
+        ("PUT", "/v4/schedules/startall"),
+    ):
+        answer = requests.request(method, f"{url}{path}", headers=ops, timeout=TIMEOUT)
+        assert answer.status_code == 403, (method, path, answer.text)
+    retag = requests.put(
+        f"{url}/v4/schedules/{mine.json()['id']}", json={"tags": ["finance"]}, headers=ops,
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    assert retag.status_code == 403
