@@ -58,7 +58,11 @@ def auth_section(hashes: dict[str, str], finance_id: str = "", **extra: Any) -> 
                 "scopes": ["keyValueStore"],
                 "kvNamespaces": ["team_*"],
             },
-            {"name": "starter", "keyHash": hashes["starter"], "scopes": ["keyValueStore"]},
+            {
+                "name": "starter",
+                "keyHash": hashes["starter"],
+                "scopes": ["keyValueStore", "senseStartTask"],
+            },
         ],
         **extra,
     }
@@ -564,3 +568,20 @@ def test_schedules_scope_limits_what_a_key_sees_and_changes(
         timeout=TIMEOUT,
     )  # fmt: skip
     assert retag.status_code == 403
+
+
+def test_an_idempotency_key_is_kept_per_caller(butler, hashes, keys, qrs_simulator):
+    url, _ = butler(auth_section(hashes))
+    body = [{"type": "starttaskid", "payload": {"taskId": "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"}}]
+
+    def start_as(name: str) -> requests.Response:
+        headers = {**with_key(keys[name]), "Idempotency-Key": "nightly-1"}
+        return requests.put(
+            f"{url}/v4/reloadtask/-/start", json=body, headers=headers, timeout=TIMEOUT
+        )
+
+    first, again, other = start_as("admin"), start_as("admin"), start_as("starter")
+    assert first.json()["requestId"] == again.json()["requestId"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert other.json()["requestId"] != first.json()["requestId"]
+    assert other.json()["totalTasksStarted"] == 1

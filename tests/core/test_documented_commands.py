@@ -59,6 +59,7 @@ DOCUMENTED = {
     "butler service install": "help",
     "butler new-api-key --name nightly-etl --scopes senseStartTask,read": "help",
     "butler new-api-key --name nightly-etl-2026": "help",
+    "butler new-api-key --name N": "help",
     "python -m butler": "help",
     "python -m butler check-config -c C:\\Butler\\butler.yaml": "help",
     "python -m butler run -c ...": "help",
