@@ -3,7 +3,8 @@
 from butler.audit.model import AuditRecord
 from butler.audit.observer import StartAuditor
 from butler.audit.service import AuditSettings, AuditTrail, AuditUnavailable
-from butler.audit.store import AuditFilter, AuditStore, AuditStoreError, BadCursor
+from butler.audit.store import AuditFilter, AuditStore, AuditStoreError
+from butler.page_cursor import BadCursor
 
 __all__ = [
     "AuditFilter",

@@ -8,9 +8,6 @@ their own because ``GET /v4/audit`` filters by them.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 import threading
 from collections.abc import Sequence
@@ -21,6 +18,7 @@ from typing import Any
 import orjson
 
 from butler.audit.model import AuditRecord
+from butler.page_cursor import decode_cursor, encode_cursor
 from butler.sqlite_file import open_durable
 
 _SCHEMA_VERSION = 1
@@ -36,10 +34,6 @@ _SCHEMA = (
 
 class AuditStoreError(Exception):
     """The audit file cannot be opened or has a schema this Butler does not know."""
-
-
-class BadCursor(ValueError):
-    """A ``cursor`` that no page of ``/v4/audit`` handed out."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +87,7 @@ class AuditStore:
         """Records matching ``where``, newest first; and the next page's cursor."""
         clauses, params = _conditions(where)
         if cursor is not None:
-            time, record_id = decode_cursor(cursor)
+            time, record_id = decode_cursor(cursor, "/v4/audit")
             clauses.append("(time < ? OR (time = ? AND record_id < ?))")
             params += [time, time, record_id]
         sql = "SELECT data FROM audit"
@@ -106,7 +100,7 @@ class AuditStore:
         if len(found) <= limit:
             return found, None
         page = found[:limit]
-        return page, encode_cursor(page[-1])
+        return page, encode_cursor(page[-1].time, page[-1].record_id)
 
     def prune(self, older_than: float) -> int:
         """Drop records from before ``older_than``; the number dropped."""
@@ -144,21 +138,3 @@ def _conditions(where: AuditFilter) -> tuple[list[str], list[Any]]:
         clauses.append("time < ?")
         params.append(math.floor(where.until * 1000) / 1000 + 0.001)
     return clauses, params
-
-
-def encode_cursor(last: AuditRecord) -> str:
-    raw = json.dumps([last.time, last.record_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        time, record_id = json.loads(raw)
-        if isinstance(time, bool) or not isinstance(time, int | float):
-            raise ValueError
-        if not math.isfinite(time) or not isinstance(record_id, str):
-            raise ValueError
-    except (ValueError, TypeError, binascii.Error):
-        raise BadCursor("cursor is not one a page of /v4/audit handed out") from None
-    return float(time), record_id

@@ -1,8 +1,9 @@
 """Runs: what became of every task and app reload Butler started (see docs/runs.md)."""
 
+from butler.page_cursor import BadCursor
 from butler.runs.model import FINAL_STATUSES, STATUSES, Run, is_final, outcome_of
 from butler.runs.service import Runs, RunSettings
-from butler.runs.store import BadCursor, RunFilter, RunStore, RunStoreError
+from butler.runs.store import RunFilter, RunStore, RunStoreError
 
 __all__ = [
     "FINAL_STATUSES",

@@ -13,10 +13,7 @@ tracker can still finish it).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from butler.page_cursor import decode_cursor, encode_cursor
 from butler.runs.model import FINAL_STATUSES, Run
 from butler.sqlite_file import open_durable
 
@@ -52,10 +50,6 @@ _IN_CHUNK = 500
 
 class RunStoreError(Exception):
     """The run store file cannot be opened or has a schema this Butler does not know."""
-
-
-class BadCursor(ValueError):
-    """A ``cursor`` that no page of ``/v4/runs`` handed out."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +151,7 @@ class RunStore:
         """Runs matching ``where``, newest first by ``createdAt``; and the next page's cursor."""
         clauses, params = _conditions(where)
         if cursor is not None:
-            created, run_id = decode_cursor(cursor)
+            created, run_id = decode_cursor(cursor, "/v4/runs")
             clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
             params += [created, created, run_id]
         sql = "SELECT data FROM runs"
@@ -168,7 +162,7 @@ class RunStore:
         if len(found) <= limit:
             return found, None
         page = found[:limit]
-        return page, encode_cursor(page[-1])
+        return page, encode_cursor(page[-1].created_at, page[-1].run_id)
 
     def summary(self, since: float | None) -> tuple[dict[str, int], list[dict[str, Any]]]:
         """Counts per status, and per task (with its name and counts per status)."""
@@ -313,23 +307,3 @@ def _conditions(where: RunFilter) -> tuple[list[str], list[Any]]:
         clauses.append("created_at <= ?")
         params.append(where.until)
     return clauses, params
-
-
-def encode_cursor(last: Run) -> str:
-    raw = json.dumps([last.created_at, last.run_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, run_id = json.loads(raw)
-        if isinstance(created, bool) or not isinstance(created, int | float):
-            raise ValueError
-        if not math.isfinite(created):
-            raise ValueError
-        if not isinstance(run_id, str):
-            raise ValueError
-    except (ValueError, TypeError, binascii.Error):
-        raise BadCursor("cursor is not one a page of /v4/runs handed out") from None
-    return float(created), run_id
