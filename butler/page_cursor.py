@@ -12,9 +12,11 @@ import binascii
 import json
 import math
 
+from butler.errors import BadRequest
 
-class BadCursor(ValueError):
-    """A ``cursor`` that no page handed out."""
+
+class BadCursor(BadRequest):
+    """A ``cursor`` that no page handed out: the caller's mistake, so a 400."""
 
 
 def encode_cursor(time: float, row_id: str) -> str:

@@ -11,10 +11,10 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from butler.audit import AuditFilter, AuditTrail, BadCursor
+from butler.audit import AuditFilter, AuditTrail
 from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
-from butler.errors import BadRequest, FeatureUnavailable
+from butler.errors import FeatureUnavailable
 from butler.fields import IsoTime, LoadScriptInteger, LoadScriptString
 from butler.hookspecs import hookimpl
 from butler.services import Services
@@ -108,10 +108,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         where = AuditFilter(
             since=q.get("since"), until=q.get("until"), caller=q.get("caller"), route=q.get("route")
         )
-        try:
-            page, cursor = _trail(services).query(where, q["limit"], q.get("cursor"))
-        except BadCursor as exc:
-            raise BadRequest(str(exc)) from None
+        page, cursor = _trail(services).query(where, q["limit"], q.get("cursor"))
         return {"records": [record.to_api() for record in page], "nextCursor": cursor}, 200
 
     return [

@@ -13,10 +13,10 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from butler.config import Config, CoreService, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
-from butler.errors import BadRequest, FeatureUnavailable, NotFound
+from butler.errors import FeatureUnavailable, NotFound
 from butler.fields import IsoTime, LoadScriptInteger, LoadScriptString
 from butler.hookspecs import hookimpl
-from butler.runs import STATUSES, BadCursor, RunFilter, Runs
+from butler.runs import STATUSES, RunFilter, Runs
 from butler.runs.model import iso
 from butler.runs.schema import RUN_EXAMPLE, RunSchema
 from butler.services import Services
@@ -94,10 +94,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             since=q.get("since"),
             until=q.get("until"),
         )
-        try:
-            page, cursor = _runs(services).store.query(where, q["limit"], q.get("cursor"))
-        except BadCursor as exc:
-            raise BadRequest(str(exc)) from None
+        page, cursor = _runs(services).store.query(where, q["limit"], q.get("cursor"))
         return {"runs": [run.to_json() for run in page], "nextCursor": cursor}, 200
 
     def one_run(call: ApiRequest) -> Any:
