@@ -6,7 +6,6 @@ every unknown route) answers errors in the same ``{"statusCode", "error", "messa
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import threading
@@ -23,10 +22,9 @@ from marshmallow import EXCLUDE, Schema, ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from butler.audit import AuditRecord, AuditTrail
-from butler.auth.authenticator import AuthConfigError, Authenticator
+from butler.auth.authenticator import Authenticator, authenticator_for
 from butler.auth.callers import Caller
-from butler.client_cert import client_subjects_supported
-from butler.config import Config, ConfigError
+from butler.config import Config
 from butler.endpoints import CONVERTERS, ApiRequest, AuditNote, Endpoint, schema_instance
 from butler.errors import (
     ApiError,
@@ -86,7 +84,7 @@ def create_app(
         if config.endpoint_enabled(ep.enable_key)
     ]
     mounted = [ep for _, ep in served]
-    authenticator = _authenticator(config)
+    authenticator = authenticator_for(config)
     slots = threading.BoundedSemaphore(waiting)
     by_name: dict[str, Endpoint] = {}
     for ep in mounted:
@@ -136,45 +134,6 @@ def mounted_endpoints(app: Flask) -> list[Endpoint]:
 def loaded_plugins(app: Flask) -> list[PluginInfo]:
     """The plugins of this app, each with the endpoints it serves here."""
     return list(_state(app).plugins)
-
-
-def _authenticator(config: Config) -> Authenticator | None:
-    """The authenticator when ``restServerConfig.auth.enable``; warns when it is off and
-    the API listens beyond this machine."""
-    auth = config.get("restServerConfig.auth")
-    if auth.get("enable") is not True:
-        if not _loopback(config.get("restServerConfig.serverHost")):
-            log.warning(
-                "The REST API listens on %s with authentication off: anyone who can reach "
-                "the port may start tasks and change files (restServerConfig.auth, "
-                "docs/security.md)",
-                config.get("restServerConfig.serverHost"),
-            )
-        return None
-    if auth.get("clientCertificates") and not client_subjects_supported(
-        config.get("restServerConfig.server")
-    ):
-        raise ConfigError(
-            "Butler.restServerConfig.auth.clientCertificates: the "
-            f"{config.get('restServerConfig.server')} server does not tell the app which "
-            "certificate a caller presented; use server: waitress"
-        )
-    try:
-        authenticator, warnings = Authenticator.from_config(auth, config.contract.enable_keys)
-    except AuthConfigError as exc:
-        raise ConfigError(str(exc)) from None
-    for warning in warnings:
-        log.warning("%s", warning)
-    return authenticator
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _install_hooks(

@@ -9,17 +9,22 @@ silently becomes someone else. The presented key is never logged or echoed.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from butler.auth.callers import Caller, TaskScope, unknown_scopes
 from butler.auth.keys import KeyHash, KeyVerifier
-from butler.client_cert import CLIENT_SUBJECT_KEY, ClientSubject
+from butler.client_cert import CLIENT_SUBJECT_KEY, ClientSubject, client_subjects_supported
+from butler.config import ConfigError
 from butler.errors import TooManyRequests, Unauthorized
+
+if TYPE_CHECKING:
+    from butler.config import Config
 
 log = logging.getLogger("butler.auth")
 
@@ -223,3 +228,42 @@ def _normal_subject(subject: str) -> str:
         attribute, _, value = part.partition("=")
         parts.append(f"{attribute.strip().upper()}={value.strip()}")
     return ",".join(parts)
+
+
+def authenticator_for(config: Config) -> Authenticator | None:
+    """The authenticator when ``restServerConfig.auth.enable``, else ``None``; warns when
+    auth is off and the API listens beyond this machine. ``ConfigError`` names the key."""
+    auth = config.get("restServerConfig.auth")
+    if auth.get("enable") is not True:
+        if not _loopback(config.get("restServerConfig.serverHost")):
+            log.warning(
+                "The REST API listens on %s with authentication off: anyone who can reach "
+                "the port may start tasks and change files (restServerConfig.auth, "
+                "docs/security.md)",
+                config.get("restServerConfig.serverHost"),
+            )
+        return None
+    if auth.get("clientCertificates") and not client_subjects_supported(
+        config.get("restServerConfig.server")
+    ):
+        raise ConfigError(
+            "Butler.restServerConfig.auth.clientCertificates: the "
+            f"{config.get('restServerConfig.server')} server does not tell the app which "
+            "certificate a caller presented; use server: waitress"
+        )
+    try:
+        authenticator, warnings = Authenticator.from_config(auth, config.contract.enable_keys)
+    except AuthConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    for warning in warnings:
+        log.warning("%s", warning)
+    return authenticator
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -355,7 +355,7 @@ def test_a_plain_key_works_with_a_warning(make_config, caplog):
 
 
 def test_listening_beyond_loopback_without_auth_warns(make_config, caplog):
-    with caplog.at_level(logging.WARNING, logger="butler.app"):
+    with caplog.at_level(logging.WARNING, logger="butler.auth"):
         create_app(make_config({"restServerConfig": {"serverHost": "0.0.0.0"}}))
     assert "authentication off" in caplog.text
 
