@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from butler.errors import Forbidden
 
-CallerKind = Literal["address", "apiKey", "certificate", "anonymous"]
+CallerKind = Literal["address", "apiKey", "certificate"]
 
 READ_SCOPE = "read"
 ALL_SCOPE = "*"
@@ -42,7 +42,7 @@ class TaskScope:
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> TaskScope:
         return cls(
-            task_ids=frozenset(str(t).lower() for t in section.get("taskId") or []),
+            task_ids=frozenset(str(t).strip().lower() for t in section.get("taskId") or []),
             tags=frozenset(str(t) for t in section.get("tag") or []),
             custom_properties=frozenset(
                 (str(cp["name"]), str(cp["value"])) for cp in section.get("customProperty") or []
@@ -72,13 +72,6 @@ class Caller:
     def unrestricted(cls, address: str) -> Caller:
         """The caller when auth is off: named by its address, allowed everything."""
         return cls(name=address, kind="address")
-
-    @property
-    def restricted(self) -> bool:
-        return ALL_SCOPE not in self.scopes or any(
-            scope is not None
-            for scope in (self.tasks, self.kv_namespaces, self.file_directories, self.schedules)
-        )
 
     def allows_endpoint(self, enable_key: str, method: str) -> bool:
         """Whether an endpoint scope covers this route (cached: a key's routes are few)."""
