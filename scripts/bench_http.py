@@ -266,7 +266,10 @@ def butler_config(
             "health": False,
             "metrics": False,
         },
-        "keyValueStore": {"persistence": "memory"},
+        "keyValueStore": {
+            "persistence": args.kv,
+            "dbFile": str(workdir / f"{name}-kv.sqlite"),
+        },
         "runs": {"dbFile": str(workdir / "runs.sqlite")},
         "cert": {
             "clientCert": str(certs / "client.pem"),
@@ -364,6 +367,12 @@ def main() -> None:
         help="bare: a bare Flask app; auth-off: Butler without auth and audit (ours has both)",
     )
     parser.add_argument(
+        "--kv",
+        choices=("memory", "sqlite"),
+        default="memory",
+        help="keyValueStore.persistence (sqlite, the default of a real config, flushes each write)",
+    )
+    parser.add_argument(
         "--audit-unflushed",
         action="store_true",
         help="with --yardstick auth-off: Butler.audit.flushEachCommit false",
@@ -450,7 +459,7 @@ def main() -> None:
     other = "off" if auth_mode else "bare"
     print(
         f"\n{args.server}: {ours_name} ({args.threads} threads + {args.max_waiting} "
-        f"maxWaiting), yardstick {yardstick}; log level {args.loglevel}; "
+        f"maxWaiting), yardstick {yardstick}; log level {args.loglevel}; KV store {args.kv}; "
         f"{duration:g} s per row, median of {args.rounds} round(s); {os.cpu_count()} CPUs\n"
     )
     print(
