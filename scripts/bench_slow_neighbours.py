@@ -72,8 +72,9 @@ def serve_simulators(certs_dir: Path, tasks: int) -> None:
     """Child process: QRS and Engine simulators; a line protocol on stdin/stdout.
 
     Prints ``ready <qrs port> <engine port>`` then ``tasks <id,id,...>``; answers ``count``
-    with ``<DoReload calls of the slow app> <task starts>`` and ``release`` by letting the
-    slow app's reloads finish. Stops at end of input.
+    with ``<DoReload calls of the slow app> <task starts>``, ``release`` by letting the slow
+    app's held reloads finish (later ones are held again) and ``reset`` by forgetting every
+    execution. Stops at end of input.
     """
     from butler.testing.certs import generate_certificates
     from butler.testing.engine_simulator import EngineSimulator
@@ -96,6 +97,10 @@ def serve_simulators(certs_dir: Path, tasks: int) -> None:
                 print(f"{reloads} {len(qrs.starts())}", flush=True)
             elif command == "release":
                 engine.release_reload(SLOW_APP)
+                # The next case's reloads must be held again: a fresh gate (the released
+                # ones wait on the old one, which stays set).
+                with engine._lock:
+                    engine._gates.pop(SLOW_APP, None)
                 print("released", flush=True)
             elif command == "reset":
                 qrs.reset_log()
@@ -169,7 +174,10 @@ def write_config(
             "health": False,
             "metrics": False,
         },
-        "runs": {"dbFile": str(workdir / f"runs-{name}.sqlite")},
+        "runs": {
+            "dbFile": str(workdir / f"runs-{name}.sqlite"),
+            "pollIntervalSeconds": args.poll_interval,
+        },
         "cert": {
             "clientCert": str(certs / "client.pem"),
             "clientCertKey": str(certs / "client_key.pem"),
@@ -190,8 +198,13 @@ def write_config(
 
 @contextmanager
 def butler_process(config: Path, base: str) -> Iterator[int]:
+    # BENCH_BUTLER_COMMAND (a command line) replaces the ``butler`` script, e.g. with a
+    # wrapper that samples Butler's stacks.
+    command = os.environ.get("BENCH_BUTLER_COMMAND", "").split() or [
+        str(Path(sys.executable).parent / "butler")
+    ]
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "butler"), "-c", str(config)],
+        [*command, "-c", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -417,6 +430,11 @@ def main() -> None:
     parser.add_argument("--open-runs", type=int, default=1000, help="open runs of case d")
     parser.add_argument("--clients", default="1,16", help="wrk connections per row")
     parser.add_argument("--loglevel", default="info", help="Butler's log level")
+    parser.add_argument(
+        "--poll-interval", type=float, default=2.0, help="Butler.runs.pollIntervalSeconds"
+    )
+    parser.add_argument("--cases", default="b,c,d", help="which of b, c, d to run (a always)")
+    parser.add_argument("--repeat", type=int, default=1, help="run each case this many times")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 s rows, 1 client")
     parser.add_argument("--serve-simulators", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -435,11 +453,16 @@ def main() -> None:
         check_certs(workdir)
         sims = Simulators(workdir / "certs", max(args.open_runs, *held))
         try:
-            for count in held:
-                rows += held_case(wrk, workdir, args, sims, "reload", count)
-            for count in held:
-                rows += held_case(wrk, workdir, args, sims, "start", count)
-            rows += held_case(wrk, workdir, args, sims, "runs", args.open_runs)
+            cases = args.cases.split(",")
+            for _ in range(args.repeat):
+                if "b" in cases:
+                    for count in held:
+                        rows += held_case(wrk, workdir, args, sims, "reload", count)
+                if "c" in cases:
+                    for count in held:
+                        rows += held_case(wrk, workdir, args, sims, "start", count)
+                if "d" in cases:
+                    rows += held_case(wrk, workdir, args, sims, "runs", args.open_runs)
         finally:
             sims.close()
     print_table(rows, args, (load_before, loadavg()))
