@@ -55,6 +55,8 @@ DOCUMENTED = {
     "python scripts/bench_http.py": "help",
     "python scripts/bench_http.py --server waitress": "help",
     "python scripts/profile_hot_paths.py": "help",
+    "python scripts/bench_slow_neighbours.py [--server granian]": "help",
+    "python scripts/bench_memory.py [--server granian] [--arena-max N] [--poll-interval N]": "help",
     "butler check-config -c <file>": "help",
     "butler service install": "help",
     "butler new-api-key --name nightly-etl --scopes senseStartTask,read": "help",
