@@ -54,6 +54,8 @@ DOCUMENTED = {
     "python scripts/bench_http.py --duration 5 --rounds 3": "help",
     "python scripts/bench_http.py": "help",
     "python scripts/bench_http.py --server waitress": "help",
+    "python scripts/bench_http.py --server waitress --duration 4": "help",
+    "python scripts/bench_http.py --yardstick auth-off": "help",
     "python scripts/profile_hot_paths.py": "help",
     "python scripts/bench_slow_neighbours.py [--server granian]": "help",
     "python scripts/bench_memory.py [--server granian] [--arena-max N] [--poll-interval N]": "help",
