@@ -1,10 +1,12 @@
 """The next fires of a schedule, saved or not, as an operator checks them before trusting it.
 
-A preview walks the same :class:`~butler.schedules.timeline.CronTimeline` the firing
-thread plans with (same zone, same ``dst`` mode, same cache), so what it lists is what will
-fire; jitter is not applied. Calendars are a hook: :data:`ExcludedBy` is the signature the
-calendars feature exposes, and :func:`nothing_excluded` stands in for it until then, so
-wiring calendars in is passing one function.
+A preview walks the DST logic of the :class:`~butler.schedules.timeline.CronTimeline` the
+firing thread plans with (same zone, same ``dst`` mode), with croniter's wall-clock matches
+replaced by a faster matcher that agrees with them (:mod:`butler.schedules.walls`), so
+what it lists is what will fire; jitter is not applied. Calendars are a hook:
+:data:`ExcludedBy` is the signature the calendars feature exposes, and
+:func:`nothing_excluded` stands in for it until then, so wiring calendars in is passing
+one function (``Scheduler(..., excluded_by=...)``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from butler.schedules.timeline import DEFAULT_DST, timeline_for
+from butler.schedules.timeline import DEFAULT_DST
+from butler.schedules.walls import preview_timeline_for
 
 MAX_COUNT = 1000
 DEFAULT_COUNT = 10
@@ -64,7 +67,7 @@ def preview(
     ``include_skipped``; either way ``count`` counts the items listed. The list ends early
     at the end of representable time or after :data:`MAX_SCANNED` candidates.
     """
-    timeline = timeline_for(
+    timeline = preview_timeline_for(
         str(entry["cronSchedule"]), str(entry["timezone"]), str(entry.get("dst", DEFAULT_DST))
     )
     zone = timeline.zone

@@ -18,6 +18,7 @@ from datetime import datetime
 import pytest
 
 from butler.schedules.timeline import CronTimeline
+from butler.schedules.walls import PreviewTimeline
 
 
 def every_mode(fires: list[str]) -> dict[str, list[str]]:
@@ -293,9 +294,12 @@ MATRIX = [
 ]
 
 
+@pytest.mark.parametrize("kind", [CronTimeline, PreviewTimeline], ids=["firing", "preview"])
 @pytest.mark.parametrize(("zone", "cron", "start", "mode", "expected"), MATRIX)
-def test_dst_matrix(zone: str, cron: str, start: str, mode: str, expected: list[str]) -> None:
-    timeline = CronTimeline(cron, zone, mode)
+def test_dst_matrix(
+    zone: str, cron: str, start: str, mode: str, expected: list[str], kind: type[CronTimeline]
+) -> None:
+    timeline = kind(cron, zone, mode)
     moment = datetime.fromisoformat(start)
     found = []
     for _ in expected:
