@@ -46,7 +46,6 @@ class CronTimeline:
         fields = expression.split()
         self.expression = " ".join(fields)
         self.zone = ZoneInfo(zone)
-        self.dst = dst
         minute, hour = fields[-5], fields[-4]
         self.fixed = not (minute.startswith("*") or hour.startswith("*"))
         """Vixie cron's "fixed-time" job: neither minute nor hour starts with ``*``."""
