@@ -1,4 +1,5 @@
-"""Scheduler endpoints (``scheduler.*`` enable keys): list, create, update, delete, start, stop.
+"""Scheduler endpoints (``scheduler.*`` enable keys): list, create, update, delete, start, stop,
+preview.
 
 Paths and field names are the original's. Where it misled callers this does better, as
 DECISIONS says: invalid cron, zone, task id or state answer 400 naming the field; unknown ids
@@ -18,6 +19,7 @@ alone: that validator is also what puts the ``enum`` into the OpenAPI document.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response
@@ -26,7 +28,13 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, valid
 from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
 from butler.errors import FeatureUnavailable, Forbidden
-from butler.fields import LoadScriptString, StringList
+from butler.fields import (
+    IsoTime,
+    LoadScriptBoolean,
+    LoadScriptInteger,
+    LoadScriptString,
+    StringList,
+)
 from butler.hookspecs import hookimpl
 from butler.schedules import (
     MAX_NAME_LENGTH,
@@ -41,10 +49,15 @@ from butler.schedules import (
     check_task_id,
     check_timezone,
 )
+from butler.schedules.model import DST_ERROR
+from butler.schedules.preview import DEFAULT_COUNT, MAX_COUNT, max_jitter_seconds
+from butler.schedules.timeline import DST_MODES
 from butler.services import Services
 
 TAG = "Scheduler"
 SCHEDULE_EXAMPLE = {"scheduleId": "Manually-added-schedule-1"}  # one of the demo's
+NOT_AN_ID = "except(startall,stopall,status,preview)"
+"""Words under /v4/schedules/ that are routes of their own, never a schedule id."""
 DISABLED = "The scheduler is disabled: set Butler.scheduler.enable to true to use this endpoint"
 
 EXAMPLE = {
@@ -111,6 +124,16 @@ class ScheduleBody(Schema):
             )
         },
     )
+    dst = LoadScriptString(
+        validate=validate.OneOf(DST_MODES, error=DST_ERROR),
+        metadata={
+            "description": (
+                "Daylight saving time policy, default vixie (see docs/scheduler.md): skip "
+                "drops gap times and fires repeated times once; both fires repeated times "
+                "in both passes"
+            )
+        },
+    )
 
 
 class Schedule(Schema):
@@ -129,6 +152,9 @@ class Schedule(Schema):
         fields.Raw(metadata={"oneOf": [{"type": "string"}, {"type": "number"}]}),
         allow_none=True,
         metadata={"description": "Numbers written by hand in the schedule file stay numbers"},
+    )
+    dst = fields.String(
+        validate=validate.OneOf(DST_MODES), metadata={"description": "Absent: vixie"}
     )
     created = fields.String(metadata={"description": "Absent on schedules written by hand"})
     lastKnownState = fields.String(required=True, validate=validate.OneOf(("started", "stopped")))
@@ -155,6 +181,55 @@ class ScheduleQuery(Schema):
 
     id = LoadScriptString(metadata={"description": "Schedule id; omit to list all schedules"})
 
+
+class PreviewQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    count = LoadScriptInteger(
+        load_default=DEFAULT_COUNT,
+        validate=validate.Range(1, MAX_COUNT, error=f"must be 1-{MAX_COUNT}"),
+        metadata={"description": f"Fires to list (default {DEFAULT_COUNT})"},
+    )
+    after = IsoTime(
+        data_key="from",
+        metadata={"description": "List fires strictly after this time (ISO 8601); default now"},
+    )
+    includeSkipped = LoadScriptBoolean(
+        load_default=False,
+        metadata={"description": "Also list fires a calendar removes, naming it in skippedBy"},
+    )
+
+
+class PreviewItem(Schema):
+    time = fields.String(
+        required=True,
+        metadata={"description": "ISO 8601 in the schedule's time zone, with its offset"},
+    )
+    dstAdjacent = fields.Boolean(
+        required=True,
+        metadata={"description": "The fire is on a local day whose UTC offset changes"},
+    )
+    skippedBy = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Calendar that removes this fire; null when it fires"},
+    )
+    maxJitterSeconds = fields.Integer(
+        metadata={"description": "Present with jitterSeconds: the fire may come this late"}
+    )
+
+
+PREVIEW_EXAMPLE = [
+    {"time": "2026-03-03T06:00:00+01:00", "dstAdjacent": False, "skippedBy": None},
+    {"time": "2026-03-03T06:30:00+01:00", "dstAdjacent": False, "skippedBy": None},
+]
+
+
+PREVIEW_DESCRIPTION = (
+    "The next `count` fires strictly after `from` (default now), in the schedule's time "
+    "zone and dst policy; jitter is not applied."
+)
 
 ENABLE_KEYS = (
     "scheduler.createNewSchedule",
@@ -188,21 +263,22 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             call.caller.require_schedule(schedule_id, schedule.get("tags") or [])
         return schedule_id
 
+    def require_tagged(call: ApiRequest, body: Mapping[str, Any], doing: str) -> None:
+        """A schedule without an id yet is in a ``schedules`` scope by its tags alone."""
+        caller = call.caller
+        if caller.schedules is not None and caller.schedules.isdisjoint(body.get("tags") or []):
+            raise Forbidden(
+                f"Caller '{caller.name}' may only {doing} schedules tagged "
+                f"{sorted(caller.schedules)} (schedules scope)",
+                code="MISSING_SCOPE",
+            )
+
     def check_new_content(call: ApiRequest, changes: Mapping[str, Any], creating: bool) -> None:
         """What a scoped caller writes must stay in its scopes: a schedule it could not
         see afterwards, or one that starts a task it may not start, is refused."""
         caller = call.caller
-        tags = changes.get("tags") or []
-        if (
-            caller.schedules is not None
-            and (creating or "tags" in changes)
-            and caller.schedules.isdisjoint(tags)
-        ):
-            raise Forbidden(
-                f"Caller '{caller.name}' may only write schedules tagged "
-                f"{sorted(caller.schedules)} (schedules scope)",
-                code="MISSING_SCOPE",
-            )
+        if creating or "tags" in changes:
+            require_tagged(call, changes, "write")
         task_id = changes.get("qlikSenseTaskId")
         if (
             caller.tasks is not None
@@ -252,6 +328,24 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
 
     def stop_one(call: ApiRequest) -> Any:
         return [scheduler().stop_schedule(allowed(call, call.path["scheduleId"]))]
+
+    def preview_of(call: ApiRequest, entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+        after = call.query.get("after")
+        fires = scheduler().preview(
+            entry,
+            datetime.fromtimestamp(after, UTC) if after is not None else None,
+            call.query["count"],
+            call.query["includeSkipped"],
+        )
+        jitter = max_jitter_seconds(entry)
+        return [fire.to_json(jitter) for fire in fires]
+
+    def preview_saved(call: ApiRequest) -> Any:
+        return preview_of(call, scheduler().get(allowed(call, call.path["scheduleId"])))
+
+    def preview_unsaved(call: ApiRequest) -> Any:
+        require_tagged(call, call.body, "preview")
+        return preview_of(call, call.body)
 
     def start_all(call: ApiRequest) -> Any:
         unscoped(call)
@@ -303,7 +397,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         Endpoint(
             enable_key="scheduler.updateSchedule",
             method="PUT",
-            rule="/v4/schedules/<except(startall,stopall,status):scheduleId>",
+            rule=f"/v4/schedules/<{NOT_AN_ID}:scheduleId>",
             path_examples=SCHEDULE_EXAMPLE,
             view=update,
             summary="Change fields of a schedule",
@@ -325,7 +419,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         Endpoint(
             enable_key="scheduler.deleteSchedule",
             method="DELETE",
-            rule="/v4/schedules/<except(startall,stopall,status):scheduleId>",
+            rule=f"/v4/schedules/<{NOT_AN_ID}:scheduleId>",
             path_examples=SCHEDULE_EXAMPLE,
             view=delete,
             summary="Delete a schedule",
@@ -391,6 +485,40 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
                     Schedule(many=True),
                     example=[STOPPED_EXAMPLE],
                 ),
+                **unavailable,
+            },
+        ),
+        Endpoint(
+            enable_key="scheduler.getSchedule",
+            method="GET",
+            rule="/v4/schedules/<scheduleId>/preview",
+            path_examples=SCHEDULE_EXAMPLE,
+            view=preview_saved,
+            summary="Preview the next fires of a schedule",
+            description=PREVIEW_DESCRIPTION,
+            tag=TAG,
+            query_schema=PreviewQuery,
+            responses={
+                200: Reply("The next fires", PreviewItem(many=True), example=PREVIEW_EXAMPLE),
+                404: "Unknown id",
+                **unavailable,
+            },
+        ),
+        Endpoint(
+            enable_key="scheduler.createNewSchedule",
+            method="POST",
+            rule="/v4/schedules/preview",
+            view=preview_unsaved,
+            summary="Preview the next fires of an unsaved schedule",
+            description=PREVIEW_DESCRIPTION + " The body is checked as a new schedule's is.",
+            tag=TAG,
+            query_schema=PreviewQuery,
+            body_schema=ScheduleBody,
+            body_example=EXAMPLE,
+            audited=False,
+            responses={
+                200: Reply("The next fires", PreviewItem(many=True), example=PREVIEW_EXAMPLE),
+                400: "Invalid field",
                 **unavailable,
             },
         ),

@@ -16,8 +16,11 @@ Printed table, one row per measurement:
 2. lateness p50/p99/max for 1,000 schedules firing every second, 10,000 schedules firing at
    second 0 of every minute, and 10,000 every-minute schedules spread over the 60 seconds;
 3. process CPU while firing, idle CPU between fires (a quiet window with 10,000 loaded
-   schedules, none due), and resident memory with 10,000 schedules loaded.
-Targets: p99 lateness < 50 ms, idle CPU < 1 %, load + persist < 2 s.
+   schedules, none due), and resident memory with 10,000 schedules loaded;
+4. preview of 1,000 fires (``Scheduler.preview``, what both preview routes run): a daily
+   schedule (crossing six DST changes), an every-5-minutes one with ``dst: skip`` and a
+   Lord_Howe one with ``dst: both``.
+Targets: p99 lateness < 50 ms, idle CPU < 1 %, load + persist < 2 s, preview <= 50 ms.
 """
 
 from __future__ import annotations
@@ -249,6 +252,35 @@ def bench_idle(folder: Path, tasks: Sequence[str], seconds: float) -> list[Row]:
     ]
 
 
+PREVIEWS = [
+    ("daily, Europe/Stockholm, vixie", "0 6 * * *", "Europe/Stockholm", "vixie"),
+    ("every 5 min, America/New_York, skip", "*/5 * * * *", "America/New_York", "skip"),
+    ("daily 02:15, Australia/Lord_Howe, both", "15 2 * * *", "Australia/Lord_Howe", "both"),
+]
+
+
+def bench_preview(folder: Path, tasks: Sequence[str], runs: int = 20) -> list[Row]:
+    scheduler = Scheduler(ScheduleStore(folder / "preview.yaml"), NoStarts())
+    after = datetime(2026, 1, 1, tzinfo=UTC)
+    rows: list[Row] = []
+    for label, cron, zone, dst in PREVIEWS:
+        entry = {"cronSchedule": cron, "timezone": zone, "dst": dst, "qlikSenseTaskId": tasks[0]}
+        ms = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            fires = scheduler.preview(entry, after, 1_000, False)
+            ms.append((time.perf_counter() - started) * 1000)
+            assert len(fires) == 1_000
+        rows.append(
+            (
+                f"preview of 1,000 fires, {label}: p50 / max",
+                f"{statistics.median(ms):.1f} / {max(ms):.1f} ms",
+                f"{runs} runs (target <= 50 ms)",
+            )
+        )
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute)")
@@ -309,6 +341,7 @@ def main() -> int:
                 lambda begin, end: math.floor(end) - math.ceil(begin) + 1,
             )
             rows += bench_idle(folder, tasks, 10 if args.quick else 20)
+            rows += bench_preview(folder, tasks)
         finally:
             starter.close()
             client.close()

@@ -6,7 +6,9 @@ One module per job, so each can be read and tested on its own:
 * :mod:`~butler.schedules.store`: the YAML file, with :mod:`~butler.schedules.yaml_codec`
   (its fast path), :mod:`~butler.schedules.files` (atomic writes) and
   :mod:`~butler.schedules.run_state` (the run-time sidecar);
-* :mod:`~butler.schedules.timeline`: cron expressions in time zones, DST;
+* :mod:`~butler.schedules.timeline`: cron expressions in time zones, DST (the ``dst`` modes);
+* :mod:`~butler.schedules.preview` and :mod:`~butler.schedules.walls`: the next fires of a
+  schedule, saved or not, fast enough for 1,000 at a time;
 * :mod:`~butler.schedules.plan`: what fires when;
 * :mod:`~butler.schedules.clock` and :mod:`~butler.schedules.firing`: the scheduler thread.
 """

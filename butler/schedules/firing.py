@@ -37,12 +37,14 @@ from butler.guid import new_guid
 from butler.schedules.clock import Clock, SystemClock
 from butler.schedules.model import RUNNING_STARTUP_STATES, iso_utc, writable_fields
 from butler.schedules.plan import Job, Plan, PlanCache, start_point, utc
+from butler.schedules.preview import ExcludedBy, PreviewFire, nothing_excluded, preview
 from butler.schedules.store import ScheduleStore
 from butler.tasks.trigger import StartsTasks, Trigger
 
 log = logging.getLogger(__name__)
 
 ScheduleDicts = list[dict[str, Any]]
+PreviewFires = list[PreviewFire]
 _Batch = list[tuple[str, str, str]]
 """(schedule id, name, lower-case task id) of each schedule fired together."""
 
@@ -73,8 +75,11 @@ class Scheduler:
         clock: Clock | None = None,
         workers: int = 4,
         events: Events | None = None,
+        excluded_by: ExcludedBy = nothing_excluded,
     ):
         self._events = events or Events()
+        self._excluded_by = excluded_by
+        """Which calendar removes a schedule's day (previews list it as ``skippedBy``)."""
         self._store = store
         self._starter = starter
         self._clock: Clock = clock or SystemClock()
@@ -194,6 +199,20 @@ class Scheduler:
             for entry in entries
         ]
         return "{\n" + "".join(lines) + "}"
+
+    # previews: what will fire, computed like the plan but changing nothing
+
+    def preview(
+        self,
+        entry: Mapping[str, Any],
+        after: datetime | None,
+        count: int,
+        include_skipped: bool,
+    ) -> PreviewFires:
+        """Fires of a checked schedule, saved or not, after ``after`` (default: this
+        scheduler's now, so a fake clock drives previews too)."""
+        start = after if after is not None else self._clock.now()
+        return preview(entry, start, count, include_skipped, self._excluded_by)
 
     # changing (fields were checked where they came in, see the module docstring)
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from butler.guid import is_guid
+from butler.schedules.timeline import DST_MODES
 
 ROOT_KEY = "butlerSchedule"
 """Top-level key of the schedule file (the original's)."""
@@ -121,6 +122,17 @@ def check_startup_state(value: Any) -> str:
     return str(value)
 
 
+DST_ERROR = "must be equal to one of the allowed values: " + ", ".join(DST_MODES)
+
+
+def check_dst(value: Any) -> str:
+    """Optional (absent is ``vixie``); present, it must name a mode: ``null`` is refused
+    rather than read as the default, so a typo'd file cannot silently mean Vixie cron."""
+    if value not in DST_MODES:
+        raise ScheduleValidationError("dst", DST_ERROR)
+    return str(value)
+
+
 def check_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ScheduleValidationError("name", "must be string")
@@ -155,6 +167,7 @@ _CHECKS = {
     "qlikSenseTaskId": check_task_id,
     "startupState": check_startup_state,
     "tags": check_tags,
+    "dst": check_dst,
 }
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from butler.guid import normalise_guid
-from butler.schedules.timeline import CronTimeline, timeline_for
+from butler.schedules.timeline import DEFAULT_DST, CronTimeline, timeline_for
 
 FIXED_HOLD = 3 * 3600.0
 WILDCARD_HOLD = 300.0
@@ -51,7 +51,11 @@ class Job:
             schedule_id=str(entry["id"]),
             name=str(entry.get("name", "")),
             task_id=normalise_guid(str(entry["qlikSenseTaskId"])),
-            timeline=timeline_for(str(entry["cronSchedule"]), str(entry["timezone"])),
+            timeline=timeline_for(
+                str(entry["cronSchedule"]),
+                str(entry["timezone"]),
+                str(entry.get("dst", DEFAULT_DST)),
+            ),
             running=entry.get("lastKnownState") == "started",
         )
 

@@ -1,11 +1,14 @@
 """Cron timelines: the fire instants of one expression in one IANA time zone.
 
 Fire times are computed in the schedule's zone from croniter's *naive* wall-clock matches;
-DST is handled here rather than by croniter, following Vixie cron: a wall time skipped by a
-spring-forward change fires once, right at the change, for fixed-time schedules; a wall
-time shown twice by a fall-back change fires once for fixed-time schedules. "Wildcard"
-schedules (minute or hour field starting with ``*``) simply follow the wall clock as it is
-shown, so an every-5-minutes schedule keeps its real cadence.
+DST is handled here rather than by croniter. The default, ``vixie``, follows Vixie cron: a
+wall time skipped by a spring-forward change fires once, right at the change, for
+fixed-time schedules; a wall time shown twice by a fall-back change fires once for
+fixed-time schedules. "Wildcard" schedules (minute or hour field starting with ``*``)
+simply follow the wall clock as it is shown, so an every-5-minutes schedule keeps its real
+cadence. The other modes (a schedule's ``dst`` field, see :data:`DST_MODES`) only change
+the two answers "does a gap time fire at the change?" and "does a repeated time fire in
+the second pass?", so all three share one algorithm and ``vixie`` runs exactly as before.
 
 A timeline is built from an expression that already passed
 :func:`butler.schedules.model.check_cron` (the store checks files, the API's schema checks
@@ -26,6 +29,11 @@ _TICK = timedelta(microseconds=1)
 _WEEK = timedelta(days=7)
 _MAX_SEGMENTS = 16
 
+DST_MODES = ("vixie", "skip", "both")
+"""A schedule's ``dst`` field: ``vixie`` (the default), ``skip``, ``both``; docs/scheduler.md
+has the table of what each does for fixed-time and wildcard schedules."""
+DEFAULT_DST = "vixie"
+
 
 class CronTimeline:
     """The fire instants of one cron expression in one time zone.
@@ -34,13 +42,17 @@ class CronTimeline:
     between schedulers), so it is only used under the timeline's lock.
     """
 
-    def __init__(self, expression: str, zone: str):
+    def __init__(self, expression: str, zone: str, dst: str = DEFAULT_DST):
         fields = expression.split()
         self.expression = " ".join(fields)
         self.zone = ZoneInfo(zone)
         minute, hour = fields[-5], fields[-4]
         self.fixed = not (minute.startswith("*") or hour.startswith("*"))
         """Vixie cron's "fixed-time" job: neither minute nor hour starts with ``*``."""
+        self._gap_fires = self.fixed and dst != "skip"
+        """A wall match inside a spring-forward gap fires once, at the change."""
+        self._repeat_once = dst == "skip" or (self.fixed and dst == "vixie")
+        """Wall times repeated by a fall-back change fire in the first pass only."""
         self._cron = croniter(
             self.expression, datetime(2000, 1, 1), second_at_beginning=len(fields) == 6
         )
@@ -55,7 +67,7 @@ class CronTimeline:
         local = after.astimezone(self.zone)
         offset = _offset_of(local)
         low, inclusive = local.replace(tzinfo=None), False
-        if self.fixed and local.fold == 1:
+        if self._repeat_once and local.fold == 1:
             repeat_end = self._repeat_end(after, local)
             if repeat_end > low:
                 low, inclusive = repeat_end, True
@@ -68,12 +80,12 @@ class CronTimeline:
                 return candidate
             new_offset = _offset_of(change.astimezone(self.zone))
             naive_change = change.replace(tzinfo=None)
-            if self.fixed and new_offset > offset:
+            if self._gap_fires and new_offset > offset:
                 gap_start, gap_end = naive_change + offset, naive_change + new_offset
                 if self._next_wall(gap_start, inclusive=True) < gap_end:
                     return change
             low, inclusive = naive_change + new_offset, True
-            if self.fixed and new_offset < offset:
+            if self._repeat_once and new_offset < offset:
                 low = naive_change + offset
             offset, segment_start = new_offset, change
         raise RuntimeError(f"no fire time found for {self.expression!r} in {self.zone.key}")
@@ -126,7 +138,15 @@ def _offset_of(local: datetime) -> timedelta:
     return offset
 
 
+def timeline_for(expression: str, zone: str, dst: str = DEFAULT_DST) -> CronTimeline:
+    """Shared timelines: thousands of schedules usually use a handful of expressions.
+
+    The mode is always part of the cache key, given or not, so a schedule without ``dst``
+    and one with ``dst: vixie`` share one timeline (the plan groups fires by timeline).
+    """
+    return _shared_timeline(expression, zone, dst)
+
+
 @functools.lru_cache(maxsize=4096)
-def timeline_for(expression: str, zone: str) -> CronTimeline:
-    """Shared timelines: thousands of schedules usually use a handful of expressions."""
-    return CronTimeline(expression, zone)
+def _shared_timeline(expression: str, zone: str, dst: str) -> CronTimeline:
+    return CronTimeline(expression, zone, dst)

@@ -557,6 +557,7 @@ def test_schedules_scope_limits_what_a_key_sees_and_changes(
     assert [s["name"] for s in listed] == ["mine"]
     for method, path in (
         ("GET", f"/v4/schedules?id={theirs}"),
+        ("GET", f"/v4/schedules/{theirs}/preview"),
         ("PUT", f"/v4/schedules/{theirs}/start"),
         ("DELETE", f"/v4/schedules/{theirs}"),
         ("PUT", "/v4/schedules/startall"),
@@ -568,6 +569,15 @@ def test_schedules_scope_limits_what_a_key_sees_and_changes(
         timeout=TIMEOUT,
     )  # fmt: skip
     assert retag.status_code == 403
+    own = requests.get(
+        f"{url}/v4/schedules/{mine.json()['id']}/preview", headers=ops, timeout=TIMEOUT
+    )
+    assert own.status_code == 200 and len(own.json()) == 10
+    for tags, status in ((["ops"], 200), (["finance"], 403), ([], 403)):
+        unsaved = requests.post(
+            f"{url}/v4/schedules/preview", json=schedule("p", tags), headers=ops, timeout=TIMEOUT
+        )
+        assert unsaved.status_code == status, (tags, unsaved.text)
 
 
 def test_an_idempotency_key_is_kept_per_caller(butler, hashes, keys, qrs_simulator):

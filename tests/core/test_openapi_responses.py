@@ -36,6 +36,15 @@ __all__ = ["http_receiver", "mosquitto", "mosquitto_factory"]
 TASK = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"
 APP = demo_apps()[0].id
 TIMEOUT = 20
+NIGHTLY = {
+    "name": "Nightly",
+    "cronSchedule": "0 3 * * *",
+    "timezone": "Europe/Stockholm",
+    "qlikSenseTaskId": TASK,
+    "startupState": "stopped",
+    "tags": ["night"],
+    "owner": "ops",
+}
 
 
 def json_schema(node: Any) -> Any:
@@ -241,20 +250,26 @@ def test_every_operation_answers_what_the_document_declares(running: Running) ->
         "POST",
         schedules,
         201,
-        json={
-            "name": "Nightly",
-            "cronSchedule": "0 3 * * *",
-            "timezone": "Europe/Stockholm",
-            "qlikSenseTaskId": TASK,
-            "startupState": "stopped",
-            "tags": ["night"],
-            "owner": "ops",
-        },
+        json=NIGHTLY,
     ).json()
     one = f"{schedules}/{created.get('id')}"
     check.call("PUT", schedules + "/{scheduleId}", 200, path=one, json={"name": "Nightly 2"})
     check.call("PUT", schedules + "/{scheduleId}/start", 200, path=f"{one}/start")
     check.call("PUT", schedules + "/{scheduleId}/stop", 200, path=f"{one}/stop")
+    check.call(
+        "GET",
+        schedules + "/{scheduleId}/preview",
+        200,
+        path=f"{one}/preview",
+        params={"count": "3", "from": "2026-03-29T00:00:00Z"},
+    )
+    check.call(
+        "POST",
+        schedules + "/preview",
+        200,
+        params={"count": "2"},
+        json={**NIGHTLY, "dst": "skip", "jitterSeconds": 30},
+    )
     check.call("PUT", schedules + "/stopall", 200)
     check.call("PUT", schedules + "/startall", 200)
     check.call("GET", schedules + "/status", 200)

@@ -233,6 +233,7 @@ def test_unknown_ids_answer_404(api: Api, method: str, path: str) -> None:
         ({"tags": {"a": 1}}, "body/tags"),
         ({"name": {"a": 1}}, "body/name must be string"),
         ({"name": None}, "body/name"),
+        ({"dst": "summer"}, "body/dst must be equal to one of the allowed values: vixie, skip"),
     ],
 )
 def test_invalid_fields_answer_400_naming_the_field(
@@ -294,6 +295,7 @@ ROUTES = [
     ("PUT", "/v4/schedules/startall"),
     ("PUT", "/v4/schedules/stopall"),
     ("GET", "/v4/schedules/status"),
+    ("POST", "/v4/schedules/preview"),
 ]
 
 
@@ -302,7 +304,7 @@ def test_with_the_scheduler_disabled_every_route_answers_503(
 ) -> None:
     url = serve(make_config, live_server, None)
     for method, path in ROUTES:
-        body = NEW if (method, path) in ROUTES[1:3] else None
+        body = NEW if (method, path) in ROUTES[1:3] or method == "POST" else None
         response = requests.request(method, f"{url}{path}", json=body, timeout=10)
         assert_error(response, 503, "Butler.scheduler.enable")
 
@@ -463,7 +465,7 @@ def test_options_lists_only_the_paths_own_methods(api: Api, path: str, allowed: 
     assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
 
 
-@pytest.mark.parametrize("word", ["startall", "stopall", "status"])
+@pytest.mark.parametrize("word", ["startall", "stopall", "status", "preview"])
 def test_the_fixed_routes_are_not_schedule_ids(api: Api, word: str) -> None:
     before = api.file.read_bytes()
     assert_error(api.call("DELETE", f"/v4/schedules/{word}"), 404, "Route DELETE:")

@@ -153,6 +153,24 @@ def test_extra_fields_are_kept(tmp_path: Path) -> None:
     assert reloaded["owner"] == "Sales ops" and reloaded["meta"] == extra["meta"]
 
 
+def test_a_file_without_dst_is_written_back_byte_for_byte(template: Path) -> None:
+    original = template.read_bytes()
+    store = ScheduleStore(template)
+    first = store.ids()[0]
+    store.update(first, {"name": store.get(first)["name"]})  # type: ignore[index]
+    assert template.read_bytes() == original
+    assert all("dst" not in item for item in store.entries())
+
+
+def test_dst_is_kept_where_given_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.yaml"
+    store = ScheduleStore(path)
+    store.add({**new_entry(), "dst": "both"})
+    assert "    dst: both\n" in path.read_text(encoding="utf-8")
+    reloaded = ScheduleStore(path).get("new-1")
+    assert reloaded is not None and reloaded["dst"] == "both"
+
+
 BAD_FILES = [
     ("butlerSchedule: [\n", "not valid YAML"),
     ("- just a list\n", "top level must be a mapping"),
@@ -182,6 +200,8 @@ BAD_ENTRIES = [
     ({"startupState": "running"}, "field 'startupState' must be equal to one of"),
     ({"tags": {"a": 1}}, "field 'tags' must be array of strings"),
     ({"name": ["x"]}, "field 'name' must be string"),
+    ({"dst": "summer"}, "field 'dst' must be equal to one of the allowed values: vixie, skip"),
+    ({"dst": None}, "field 'dst' must be equal to one of"),
     ({"id": None}, "field 'id' is required"),
     ({"id": "first"}, "field 'id' duplicates an earlier entry"),
 ]
