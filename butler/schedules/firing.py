@@ -34,6 +34,7 @@ from typing import Any
 from butler.errors import ApiError, NotFound
 from butler.events import Events
 from butler.guid import new_guid
+from butler.schedules.calendars import Calendars
 from butler.schedules.clock import Clock, SystemClock
 from butler.schedules.model import RUNNING_STARTUP_STATES, iso_utc, writable_fields
 from butler.schedules.plan import Job, Plan, PlanCache, start_point, utc
@@ -91,7 +92,7 @@ class Scheduler:
         self._state_changed = threading.Event()
         self._flusher_stop = threading.Event()
         for entry in store.entries():
-            job = Job.from_entry(entry)
+            job = Job.from_entry(entry, store.calendars)
             job.last_slot = store.run_state(job.schedule_id).last_slot
             self._jobs[job.schedule_id] = job
         with self._cond:
@@ -159,6 +160,11 @@ class Scheduler:
 
     # reading
 
+    @property
+    def calendars(self) -> Calendars:
+        """The configured calendars, for the calendars route and a preview's ``skippedBy``."""
+        return self._store.calendars
+
     def health(self) -> tuple[str, float]:
         """The firing thread's state (``not started``, ``running``, ``stopped``, ``dead``)
         and how many seconds the earliest due fire is overdue now (0 when none is).
@@ -208,7 +214,7 @@ class Scheduler:
             "lastKnownState": "started" if running else "stopped",
         }
         with self._api_lock:
-            job = Job.from_entry(entry)
+            job = Job.from_entry(entry, self._store.calendars)
             stored = self._store.add(entry)
             with self._cond:
                 self._jobs[job.schedule_id] = job
@@ -225,12 +231,13 @@ class Scheduler:
             current = self._store.get(schedule_id)
             if current is None:
                 raise NotFound(f"Schedule ID {schedule_id} not found.")
-            fresh = Job.from_entry({**current, **writable})
+            fresh = Job.from_entry({**current, **writable}, self._store.calendars)
             stored = self._store.update(schedule_id, writable)
             with self._cond:
                 job = self._jobs[schedule_id]
                 self._plan.remove(job)
                 job.name, job.task_id, job.timeline = fresh.name, fresh.task_id, fresh.timeline
+                job.calendars = fresh.calendars
                 if job.running:
                     self._plan.add(job, self._clock.now().timestamp(), {})
                 self._cond.notify_all()
