@@ -25,7 +25,7 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, valid
 
 from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
-from butler.errors import FeatureUnavailable, Forbidden
+from butler.errors import FeatureUnavailable, Forbidden, ValidationFailed
 from butler.fields import LoadScriptString, StringList
 from butler.hookspecs import hookimpl
 from butler.schedules import (
@@ -41,6 +41,7 @@ from butler.schedules import (
     check_task_id,
     check_timezone,
 )
+from butler.schedules.calendars import NEXT_DATES
 from butler.services import Services
 
 TAG = "Scheduler"
@@ -111,6 +112,26 @@ class ScheduleBody(Schema):
             )
         },
     )
+    excludeCalendars = StringList(
+        metadata={
+            "description": "Names of Butler.scheduler.calendars on whose days (in the "
+            "schedule's time zone) it does not fire"
+        }
+    )
+    onlyCalendars = StringList(
+        metadata={"description": "Names of calendars: it fires only on their days"}
+    )
+
+
+class CalendarAnswer(Schema):
+    """One configured calendar and its next dates."""
+
+    name = fields.String(required=True)
+    nextDates = fields.List(
+        fields.Date(),
+        required=True,
+        metadata={"description": f"The next (at most {NEXT_DATES}) days in it, after today"},
+    )
 
 
 class Schedule(Schema):
@@ -131,6 +152,8 @@ class Schedule(Schema):
         metadata={"description": "Numbers written by hand in the schedule file stay numbers"},
     )
     created = fields.String(metadata={"description": "Absent on schedules written by hand"})
+    excludeCalendars = fields.List(fields.String())
+    onlyCalendars = fields.List(fields.String())
     lastKnownState = fields.String(required=True, validate=validate.OneOf(("started", "stopped")))
     nextRun = fields.String(required=True, allow_none=True)
     lastRun = fields.String(required=True, allow_none=True)
@@ -232,8 +255,17 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             if call.caller.allows_schedule(item["id"], item.get("tags") or [])
         ]
 
+    def known_calendars(changes: Mapping[str, Any]) -> None:
+        """Calendar names are checked here, not in the route schema: the calendars are
+        the config's, known only once the scheduler is built."""
+        try:
+            scheduler().calendars.check_entry(changes)
+        except ScheduleValidationError as exc:
+            raise ValidationFailed(f"body/{exc.field} {exc.message}") from None
+
     def create(call: ApiRequest) -> Any:
         check_new_content(call, call.body, creating=True)
+        known_calendars(call.body)
         created = scheduler().add(call.body)
         call.audit.resources["scheduleId"] = created["id"]
         return created, 201
@@ -241,6 +273,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def update(call: ApiRequest) -> Any:
         schedule_id = allowed(call, call.path["scheduleId"])
         check_new_content(call, call.body, creating=False)
+        known_calendars(call.body)
         return scheduler().update(schedule_id, call.body)
 
     def delete(call: ApiRequest) -> Any:
@@ -265,8 +298,38 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         unscoped(call)
         return Response(scheduler().status_text(), mimetype="text/plain")
 
+    def calendars(call: ApiRequest) -> Any:
+        today = scheduler().clock_today()
+        return [
+            {
+                "name": calendar.name,
+                "nextDates": [day.isoformat() for day in calendar.next_dates(today, NEXT_DATES)],
+            }
+            for calendar in scheduler().calendars
+        ]
+
     unavailable = {503: "Scheduler disabled (Butler.scheduler.enable)"}
     return [
+        Endpoint(
+            enable_key="scheduler.getSchedule",
+            method="GET",
+            rule="/v4/scheduler/calendars",
+            view=calendars,
+            summary="List the calendars with their next dates",
+            description=(
+                "Butler.scheduler.calendars, each with its next "
+                f"{NEXT_DATES} days after today (UTC), searched at most about 3 years ahead."
+            ),
+            tag=TAG,
+            responses={
+                200: Reply(
+                    "Array of calendars",
+                    CalendarAnswer(many=True),
+                    example=[{"name": "holidays", "nextDates": ["2026-12-24", "2026-12-25"]}],
+                ),
+                **unavailable,
+            },
+        ),
         Endpoint(
             enable_key="scheduler.getSchedule",
             method="GET",

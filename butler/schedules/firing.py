@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from butler.errors import ApiError, NotFound
@@ -164,6 +164,10 @@ class Scheduler:
     def calendars(self) -> Calendars:
         """The configured calendars, for the calendars route and a preview's ``skippedBy``."""
         return self._store.calendars
+
+    def clock_today(self) -> date:
+        """Today in UTC by the scheduler's clock (the fake one in tests)."""
+        return self._clock.now().astimezone(UTC).date()
 
     def health(self) -> tuple[str, float]:
         """The firing thread's state (``not started``, ``running``, ``stopped``, ``dead``)
