@@ -87,15 +87,19 @@ class Plan:
     def add(self, job: Job, after: float, cache: PlanCache) -> None:
         """Plan ``job`` at its first fire instant after ``after`` (on a day its calendars
         allow; a job whose calendars leave no such day stays unplanned)."""
-        rule = job.calendars
-        if rule is not None:
-            self._add_with_calendars(job, rule, after, cache)
+        if job.calendars is not None:
+            self._add_with_calendars(job, job.calendars, after, cache)
             return
         key = (id(job.timeline), after)
         instant = cache.get(key)
         if instant is None:
             instant = cache[key] = job.timeline.next_fire(utc(after)).timestamp()
-        self._put(job, instant)
+        job.next_at = instant
+        bucket = self._buckets.get(instant)
+        if bucket is None:
+            bucket = self._buckets[instant] = {}
+            heapq.heappush(self._heap, instant)
+        bucket[job.schedule_id] = None
 
     def _add_with_calendars(
         self, job: Job, rule: CalendarRule, after: float, cache: PlanCache
@@ -105,13 +109,9 @@ class Plan:
             instant = cache[key]
         else:
             instant = cache[key] = rule.next_fire(job.timeline, after)
-        if instant is None:
-            job.next_at = None
-            return
-        self._put(job, instant)
-
-    def _put(self, job: Job, instant: float) -> None:
         job.next_at = instant
+        if instant is None:
+            return
         bucket = self._buckets.get(instant)
         if bucket is None:
             bucket = self._buckets[instant] = {}
