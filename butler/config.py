@@ -391,6 +391,9 @@ def read_yaml(path: Path) -> Any:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    except ValueError as exc:
+        # An unquoted date that does not exist (2026-13-01) fails in the YAML loader itself.
+        raise ConfigError(f"{path}: not valid YAML: {exc} (quote it to make it text)") from None
 
 
 def load_config(

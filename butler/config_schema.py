@@ -281,6 +281,14 @@ class EngineSection(OpenSchema):
 class SchedulerSection(OpenSchema):
     enable = ConfigBoolean(load_default=False)
     configfile = config_string(load_default="config/schedule.yaml")
+    calendars = fields.Dict(
+        keys=fields.String(),
+        allow_none=True,
+        load_default=None,
+        error_messages={"invalid": "must be a mapping of calendar names to calendars"},
+    )
+    """Each calendar is read by :func:`butler.schedules.calendars.load_calendars` when the
+    scheduler is built (its ``icsFile`` is a path relative to the config file's folder)."""
 
 
 class KeyValueStoreSection(OpenSchema):

@@ -29,6 +29,7 @@ from butler.plugins import default_plugin_manager
 from butler.qrs import QrsClient
 from butler.runs import Runs, RunSettings, RunStore, RunStoreError
 from butler.schedules import Scheduler, ScheduleStore
+from butler.schedules.calendars import load_calendars
 from butler.services import Services
 from butler.tasks import StartFilter, TaskStarter
 
@@ -183,7 +184,10 @@ def build_scheduler(config: Config, services: Services) -> Scheduler:
     starter = services.task_starter
     if starter is None:
         raise ConfigError("Butler.scheduler.enable: the scheduler needs Butler.configQRS and cert")
-    store = ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
+    calendars = load_calendars(config.get("scheduler.calendars"), config.resolve_path)
+    store = ScheduleStore(
+        config.resolve_path(config.get("scheduler.configfile")), calendars=calendars
+    )
     return Scheduler(store, starter, events=services.events)
 
 

@@ -27,7 +27,7 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, valid
 
 from butler.config import Config, EnableKey
 from butler.endpoints import ApiRequest, Endpoint, Reply
-from butler.errors import FeatureUnavailable, Forbidden
+from butler.errors import FeatureUnavailable, Forbidden, ValidationFailed
 from butler.fields import (
     IsoTime,
     LoadScriptBoolean,
@@ -49,6 +49,7 @@ from butler.schedules import (
     check_task_id,
     check_timezone,
 )
+from butler.schedules.calendars import NEXT_DATES
 from butler.schedules.model import DST_ERROR
 from butler.schedules.preview import DEFAULT_COUNT, MAX_COUNT, max_jitter_seconds
 from butler.schedules.timeline import DST_MODES
@@ -134,6 +135,26 @@ class ScheduleBody(Schema):
             )
         },
     )
+    excludeCalendars = StringList(
+        metadata={
+            "description": "Names of Butler.scheduler.calendars on whose days (in the "
+            "schedule's time zone) it does not fire"
+        }
+    )
+    onlyCalendars = StringList(
+        metadata={"description": "Names of calendars: it fires only on their days"}
+    )
+
+
+class CalendarAnswer(Schema):
+    """One configured calendar and its next dates."""
+
+    name = fields.String(required=True)
+    nextDates = fields.List(
+        fields.Date(),
+        required=True,
+        metadata={"description": f"The next (at most {NEXT_DATES}) days in it, after today"},
+    )
 
 
 class Schedule(Schema):
@@ -157,6 +178,8 @@ class Schedule(Schema):
         validate=validate.OneOf(DST_MODES), metadata={"description": "Absent: vixie"}
     )
     created = fields.String(metadata={"description": "Absent on schedules written by hand"})
+    excludeCalendars = fields.List(fields.String())
+    onlyCalendars = fields.List(fields.String())
     lastKnownState = fields.String(required=True, validate=validate.OneOf(("started", "stopped")))
     nextRun = fields.String(required=True, allow_none=True)
     lastRun = fields.String(required=True, allow_none=True)
@@ -308,8 +331,17 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             if call.caller.allows_schedule(item["id"], item.get("tags") or [])
         ]
 
+    def known_calendars(changes: Mapping[str, Any]) -> None:
+        """Calendar names are checked here, not in the route schema: the calendars are
+        the config's, known only once the scheduler is built."""
+        try:
+            scheduler().calendars.check_entry(changes)
+        except ScheduleValidationError as exc:
+            raise ValidationFailed(f"body/{exc.field} {exc.message}") from None
+
     def create(call: ApiRequest) -> Any:
         check_new_content(call, call.body, creating=True)
+        known_calendars(call.body)
         created = scheduler().add(call.body)
         call.audit.resources["scheduleId"] = created["id"]
         return created, 201
@@ -317,6 +349,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def update(call: ApiRequest) -> Any:
         schedule_id = allowed(call, call.path["scheduleId"])
         check_new_content(call, call.body, creating=False)
+        known_calendars(call.body)
         return scheduler().update(schedule_id, call.body)
 
     def delete(call: ApiRequest) -> Any:
@@ -359,8 +392,38 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         unscoped(call)
         return Response(scheduler().status_text(), mimetype="text/plain")
 
+    def calendars(call: ApiRequest) -> Any:
+        today = scheduler().clock_today()
+        return [
+            {
+                "name": calendar.name,
+                "nextDates": [day.isoformat() for day in calendar.next_dates(today, NEXT_DATES)],
+            }
+            for calendar in scheduler().calendars
+        ]
+
     unavailable = {503: "Scheduler disabled (Butler.scheduler.enable)"}
     return [
+        Endpoint(
+            enable_key="scheduler.getSchedule",
+            method="GET",
+            rule="/v4/scheduler/calendars",
+            view=calendars,
+            summary="List the calendars with their next dates",
+            description=(
+                "Butler.scheduler.calendars, each with its next "
+                f"{NEXT_DATES} days after today (UTC), searched at most about 3 years ahead."
+            ),
+            tag=TAG,
+            responses={
+                200: Reply(
+                    "Array of calendars",
+                    CalendarAnswer(many=True),
+                    example=[{"name": "holidays", "nextDates": ["2026-12-24", "2026-12-25"]}],
+                ),
+                **unavailable,
+            },
+        ),
         Endpoint(
             enable_key="scheduler.getSchedule",
             method="GET",

@@ -28,16 +28,17 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from butler.errors import ApiError, NotFound
 from butler.events import Events
 from butler.guid import new_guid
+from butler.schedules.calendars import Calendars
 from butler.schedules.clock import Clock, SystemClock
 from butler.schedules.model import RUNNING_STARTUP_STATES, iso_utc, writable_fields
 from butler.schedules.plan import Job, Plan, PlanCache, start_point, utc
-from butler.schedules.preview import ExcludedBy, PreviewFire, nothing_excluded, preview
+from butler.schedules.preview import PreviewFire, preview
 from butler.schedules.store import ScheduleStore
 from butler.tasks.trigger import StartsTasks, Trigger
 
@@ -75,11 +76,8 @@ class Scheduler:
         clock: Clock | None = None,
         workers: int = 4,
         events: Events | None = None,
-        excluded_by: ExcludedBy = nothing_excluded,
     ):
         self._events = events or Events()
-        self._excluded_by = excluded_by
-        """Which calendar removes a schedule's day (previews list it as ``skippedBy``)."""
         self._store = store
         self._starter = starter
         self._clock: Clock = clock or SystemClock()
@@ -96,7 +94,7 @@ class Scheduler:
         self._state_changed = threading.Event()
         self._flusher_stop = threading.Event()
         for entry in store.entries():
-            job = Job.from_entry(entry)
+            job = Job.from_entry(entry, store.calendars)
             job.last_slot = store.run_state(job.schedule_id).last_slot
             self._jobs[job.schedule_id] = job
         with self._cond:
@@ -164,6 +162,15 @@ class Scheduler:
 
     # reading
 
+    @property
+    def calendars(self) -> Calendars:
+        """The configured calendars, for the calendars route and a preview's ``skippedBy``."""
+        return self._store.calendars
+
+    def clock_today(self) -> date:
+        """Today in UTC by the scheduler's clock (the fake one in tests)."""
+        return self._clock.now().astimezone(UTC).date()
+
     def health(self) -> tuple[str, float]:
         """The firing thread's state (``not started``, ``running``, ``stopped``, ``dead``)
         and how many seconds the earliest due fire is overdue now (0 when none is).
@@ -212,7 +219,8 @@ class Scheduler:
         """Fires of a checked schedule, saved or not, after ``after`` (default: this
         scheduler's now, so a fake clock drives previews too)."""
         start = after if after is not None else self._clock.now()
-        return preview(entry, start, count, include_skipped, self._excluded_by)
+        # The calendars that plan the fires say which days a preview skips (skippedBy).
+        return preview(entry, start, count, include_skipped, self._store.calendars.excluded_by)
 
     # changing (fields were checked where they came in, see the module docstring)
 
@@ -227,7 +235,7 @@ class Scheduler:
             "lastKnownState": "started" if running else "stopped",
         }
         with self._api_lock:
-            job = Job.from_entry(entry)
+            job = Job.from_entry(entry, self._store.calendars)
             stored = self._store.add(entry)
             with self._cond:
                 self._jobs[job.schedule_id] = job
@@ -244,12 +252,13 @@ class Scheduler:
             current = self._store.get(schedule_id)
             if current is None:
                 raise NotFound(f"Schedule ID {schedule_id} not found.")
-            fresh = Job.from_entry({**current, **writable})
+            fresh = Job.from_entry({**current, **writable}, self._store.calendars)
             stored = self._store.update(schedule_id, writable)
             with self._cond:
                 job = self._jobs[schedule_id]
                 self._plan.remove(job)
                 job.name, job.task_id, job.timeline = fresh.name, fresh.task_id, fresh.timeline
+                job.calendars = fresh.calendars
                 if job.running:
                     self._plan.add(job, self._clock.now().timestamp(), {})
                 self._cond.notify_all()

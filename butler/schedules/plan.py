@@ -22,13 +22,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from butler.guid import normalise_guid
+from butler.schedules.calendars import NO_CALENDARS, CalendarRule, Calendars
 from butler.schedules.timeline import DEFAULT_DST, CronTimeline, timeline_for
 
 FIXED_HOLD = 3 * 3600.0
 WILDCARD_HOLD = 300.0
 
-PlanCache = dict[tuple[int, float], float]
-"""Fire instant per (timeline, planned-from time): schedules planned together share work."""
+PlanCache = dict[tuple[int, float] | tuple[int, int, float], float | None]
+"""Fire instant per (timeline, planned-from time), or per (timeline, calendar rule,
+planned-from time) for schedules with calendars: schedules planned together share work."""
 
 
 @dataclass
@@ -43,10 +45,13 @@ class Job:
     running: bool
     next_at: float | None = None
     last_slot: float | None = None
+    calendars: CalendarRule | None = None
+    """None when the schedule names no calendar: planning it then costs nothing extra."""
 
     @classmethod
-    def from_entry(cls, entry: Mapping[str, Any]) -> Job:
-        """The job of a checked schedule entry (the store's or the API's)."""
+    def from_entry(cls, entry: Mapping[str, Any], calendars: Calendars | None = None) -> Job:
+        """The job of a checked schedule entry (the store's or the API's); calendar names
+        it uses that ``calendars`` does not know raise ``ScheduleValidationError``."""
         return cls(
             schedule_id=str(entry["id"]),
             name=str(entry.get("name", "")),
@@ -57,6 +62,7 @@ class Job:
                 str(entry.get("dst", DEFAULT_DST)),
             ),
             running=entry.get("lastKnownState") == "started",
+            calendars=(NO_CALENDARS if calendars is None else calendars).rule_for(entry),
         )
 
 
@@ -83,12 +89,33 @@ class Plan:
         """Schedules due at each instant, in planning order (dicts keep it; sets would not)."""
 
     def add(self, job: Job, after: float, cache: PlanCache) -> None:
-        """Plan ``job`` at its first fire instant after ``after``."""
+        """Plan ``job`` at its first fire instant after ``after`` (on a day its calendars
+        allow; a job whose calendars leave no such day stays unplanned)."""
+        if job.calendars is not None:
+            self._add_with_calendars(job, job.calendars, after, cache)
+            return
         key = (id(job.timeline), after)
         instant = cache.get(key)
         if instant is None:
             instant = cache[key] = job.timeline.next_fire(utc(after)).timestamp()
         job.next_at = instant
+        bucket = self._buckets.get(instant)
+        if bucket is None:
+            bucket = self._buckets[instant] = {}
+            heapq.heappush(self._heap, instant)
+        bucket[job.schedule_id] = None
+
+    def _add_with_calendars(
+        self, job: Job, rule: CalendarRule, after: float, cache: PlanCache
+    ) -> None:
+        key = (id(job.timeline), id(rule), after)
+        if key in cache:
+            instant = cache[key]
+        else:
+            instant = cache[key] = rule.next_fire(job.timeline, after)
+        job.next_at = instant
+        if instant is None:
+            return
         bucket = self._buckets.get(instant)
         if bucket is None:
             bucket = self._buckets[instant] = {}

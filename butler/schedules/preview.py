@@ -3,10 +3,9 @@
 A preview walks the DST logic of the :class:`~butler.schedules.timeline.CronTimeline` the
 firing thread plans with (same zone, same ``dst`` mode), with croniter's wall-clock matches
 replaced by a faster matcher that agrees with them (:mod:`butler.schedules.walls`), so
-what it lists is what will fire; jitter is not applied. Calendars are a hook:
-:data:`ExcludedBy` is the signature the calendars feature exposes, and
-:func:`nothing_excluded` stands in for it until then, so wiring calendars in is passing
-one function (``Scheduler(..., excluded_by=...)``).
+what it lists is what will fire; jitter is not applied. Which days the schedule's
+calendars rule out comes in as :data:`ExcludedBy` (the scheduler passes
+``Calendars.excluded_by``); without one nothing is excluded.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ruamel.yaml.error import YAMLError
 
 from butler.config import ConfigError
 from butler.errors import Conflict
+from butler.schedules.calendars import NO_CALENDARS, Calendars
 from butler.schedules.files import atomic_write
 from butler.schedules.model import (
     ROOT_KEY,
@@ -61,11 +62,15 @@ class ScheduleStore:
 
     Construction reads and validates the file (``ScheduleFileError`` on any problem); a
     missing file means no schedules and is created on the first write. As in the original,
-    ``lastKnownState`` is recomputed from ``startupState`` at every load.
+    ``lastKnownState`` is recomputed from ``startupState`` at every load. Calendar names
+    in the file must be those of ``calendars`` (the scheduler plans with the same registry).
     """
 
-    def __init__(self, path: Path, state_path: Path | None = None):
+    def __init__(
+        self, path: Path, state_path: Path | None = None, calendars: Calendars | None = None
+    ):
         self.path = Path(path)
+        self.calendars = NO_CALENDARS if calendars is None else calendars
         self.state_path = state_path or self.path.with_name(f"{self.path.stem}.state.json")
         self._lock = threading.RLock()
         self._yaml: YAML | None = None
@@ -267,6 +272,7 @@ class ScheduleStore:
                 raise ScheduleFileError(f"{where}: field 'id' duplicates an earlier entry")
             try:
                 validate_schedule(entry)
+                self.calendars.check_entry(entry)
             except ScheduleValidationError as exc:
                 raise ScheduleFileError(f"{where}: field '{exc.field}' {exc.message}") from None
             by_id[schedule_id] = entry

@@ -118,3 +118,25 @@ def test_with_the_rest_api_off_the_summary_says_what_runs(tmp_path, capsys):
     )
     assert "127.0.0.1:" not in output
     assert "Enabled endpoints: none served (the REST API is off)" in output
+
+
+@pytest.mark.parametrize(
+    ("calendar", "message"),
+    [
+        ("{dates: ['2026-13-01']}", "Butler.scheduler.calendars.closed.dates.0: must be an ISO"),
+        ("{dates: [2026-13-01]}", "butler.yaml: not valid YAML: month must be in 1..12"),
+        ("{icsFile: nowhere.ics}", "Butler.scheduler.calendars.closed.icsFile: cannot read"),
+        ("{holidays: {country: XX}}", "Butler.scheduler.calendars.closed.holidays.country"),
+    ],
+)
+def test_a_bad_calendar_stops_start_up_naming_the_key(
+    tmp_path, capsys, restore_logging, certs, calendar, message
+):
+    config = write(
+        tmp_path,
+        qrs_with(str(certs.client_cert), str(certs.client_key))
+        + f"  scheduler:\n    enable: true\n    calendars:\n      closed: {calendar}\n",
+    )
+    code, output = outcome("check-config", config, capsys)
+    assert code == 2
+    assert "Config error: " in output and message in output

@@ -147,6 +147,7 @@ def running(
                 **butler_qrs_config(qrs_simulator, qrs_certs),
                 "configEngine": engine_config(engine.port, qrs_certs)["configEngine"],
                 "mqttConfig": {"enable": True, "brokerPort": mosquitto.port},
+                "scheduler": {"calendars": {"closed": {"weekdays": [6, 7]}}},
                 "slackNotification": {
                     "restMessage": {"webhookURL": f"{http_receiver.url}/services/T1/B2/c3"}
                 },
@@ -273,6 +274,7 @@ def test_every_operation_answers_what_the_document_declares(running: Running) ->
     check.call("PUT", schedules + "/stopall", 200)
     check.call("PUT", schedules + "/startall", 200)
     check.call("GET", schedules + "/status", 200)
+    check.call("GET", "/v4/scheduler/calendars", 200)
     check.call("DELETE", schedules + "/{scheduleId}", 204, path=one)
 
     check.call("GET", "/v4/apps/list", 200)

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from butler.schedules import Scheduler, ScheduleStore
+from butler.schedules.calendars import Calendar, Calendars
 from butler.schedules.preview import preview
 from tests.scheduler.conftest import START, TASK_A, Recorder, entry, write_schedules
 from tests.scheduler.fake_clock import FakeClock
@@ -222,9 +223,11 @@ def test_the_calendar_hook_lists_or_drops_excluded_days() -> None:
 
 def test_a_scheduler_hands_its_calendar_hook_to_previews(tmp_path: Path) -> None:
     clock = FakeClock(START)
-    store = ScheduleStore(tmp_path / "s.yaml")
-    scheduler = Scheduler(store, Recorder(clock), clock=clock, excluded_by=lambda _e, _d: "all")
-    fires = scheduler.preview(entry("x", "0 7 * * *", task=TASK_A), None, 2, True)
+    every_day = Calendars([Calendar("all", weekdays=frozenset(range(1, 8)))])
+    store = ScheduleStore(tmp_path / "s.yaml", calendars=every_day)
+    scheduler = Scheduler(store, Recorder(clock), clock=clock)
+    schedule = {**entry("x", "0 7 * * *", task=TASK_A), "excludeCalendars": ["all"]}
+    fires = scheduler.preview(schedule, None, 2, True)
     assert [(f.time.isoformat(), f.skipped_by) for f in fires] == [
         ("2024-01-16T07:00:00+01:00", "all"),
         ("2024-01-17T07:00:00+01:00", "all"),
