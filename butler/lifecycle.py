@@ -184,7 +184,7 @@ def build_scheduler(config: Config, services: Services) -> Scheduler:
     if starter is None:
         raise ConfigError("Butler.scheduler.enable: the scheduler needs Butler.configQRS and cert")
     store = ScheduleStore(config.resolve_path(config.get("scheduler.configfile")))
-    return Scheduler(store, starter, events=services.events)
+    return Scheduler(store, starter, events=services.events, runs=services.runs)
 
 
 def build_mqtt(config: Config) -> MqttService:

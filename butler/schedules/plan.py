@@ -41,8 +41,13 @@ class Job:
     """Lower case, as the task starter reports outcomes."""
     timeline: CronTimeline
     running: bool
+    forbid_overlap: bool = False
+    """``overlap: forbid``: no fire while a run of the previous one is not final."""
     next_at: float | None = None
     last_slot: float | None = None
+    last_run_ids: tuple[str, ...] = ()
+    """Runs of the newest fire that started any, kept here so the overlap check needs no
+    search of the run store."""
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> Job:
@@ -57,6 +62,7 @@ class Job:
                 str(entry.get("dst", DEFAULT_DST)),
             ),
             running=entry.get("lastKnownState") == "started",
+            forbid_overlap=entry.get("overlap") == "forbid",
         )
 
 
