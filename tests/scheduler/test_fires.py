@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from butler.errors import NotFound, UpstreamError
+from butler.runs import Run
 from butler.schedules import Scheduler
 from butler.schedules.run_state import FIRE_HISTORY
-from butler.tasks import Trigger
+from butler.tasks import StartOutcomeUnknown, Trigger
 from tests.scheduler.conftest import (
     START,
     TASK_A,
@@ -215,6 +216,24 @@ class TestOverlap:
             "QRS unreachable: run run-1-0 of the previous fire (Triggered) may still be going; "
             "fired anyway"
         )
+
+    def test_a_start_qrs_did_not_confirm_keeps_its_runs_and_holds_the_next_fire(
+        self, make_scheduler: MakeScheduler, clock: FakeClock, recorder: Recorder, runs: FakeRuns
+    ) -> None:
+        lost = StartOutcomeUnknown("QRS did not answer the start of 1 task(s) in time")
+        lost.runs = [
+            Run("lost-1", "task", TASK_A, None, None, "schedule", "s", "r", "Triggered", 0.0)
+        ]
+        runs.status["lost-1"] = "Triggered"
+        recorder.error = lost
+        scheduler = make_scheduler([entry("s", "* * * * * *", overlap="forbid")], runs=runs)
+        step(clock, scheduler, 1)
+        recorder.error = None
+        step(clock, scheduler, 1)
+        fires = scheduler.fires("s", 10)
+        assert [f["outcome"] for f in fires] == ["skipped:overlap", "failed"]
+        assert fires[1]["runIds"] == ["lost-1"] and "in time" in fires[1]["note"]
+        assert fires[0]["note"] == "run lost-1 of the previous fire is Triggered"
 
     def test_allow_never_asks_the_run_service(
         self, make_scheduler: MakeScheduler, clock: FakeClock, recorder: Recorder, runs: FakeRuns
