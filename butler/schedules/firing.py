@@ -112,6 +112,8 @@ class Scheduler:
         self._jobs: dict[str, Job] = {}
         self._plan = Plan()
         self._in_flight: set[str] = set()
+        self._forbid: set[str] = set()
+        """Schedules with ``overlap: forbid``: when empty, fires skip the overlap check."""
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -123,6 +125,8 @@ class Scheduler:
             state = store.run_state(job.schedule_id)
             job.last_slot, job.last_run_ids = state.last_slot, state.last_run_ids
             self._jobs[job.schedule_id] = job
+            if job.forbid_overlap:
+                self._forbid.add(job.schedule_id)
         with self._cond:
             self._plan.replan_all(self._jobs.values(), self._clock.now().timestamp())
         running = sum(job.running for job in self._jobs.values())
@@ -261,6 +265,8 @@ class Scheduler:
             stored = self._store.add(entry)
             with self._cond:
                 self._jobs[job.schedule_id] = job
+                if job.forbid_overlap:
+                    self._forbid.add(job.schedule_id)
                 if job.running:
                     self._plan.add(job, self._clock.now().timestamp(), {})
                 self._cond.notify_all()
@@ -281,6 +287,10 @@ class Scheduler:
                 self._plan.remove(job)
                 job.name, job.task_id, job.timeline = fresh.name, fresh.task_id, fresh.timeline
                 job.forbid_overlap = fresh.forbid_overlap
+                if job.forbid_overlap:
+                    self._forbid.add(schedule_id)
+                else:
+                    self._forbid.discard(schedule_id)
                 if job.running:
                     self._plan.add(job, self._clock.now().timestamp(), {})
                 self._cond.notify_all()
@@ -294,6 +304,7 @@ class Scheduler:
             self._store.delete(schedule_id)
             with self._cond:
                 job = self._jobs.pop(schedule_id)
+                self._forbid.discard(schedule_id)
                 self._plan.remove(job)
                 self._cond.notify_all()
         log.info("Scheduler: schedule %s deleted", schedule_id)
@@ -329,7 +340,7 @@ class Scheduler:
             self._store.record_fire_history([(schedule_id, fire)])
             self._state_changed.set()
             return fire.to_json()
-        fires = self._start([job], {schedule_id: now_ts}, now, {job.task_id: caller})
+        fires = self._start([job], [(now_ts, [schedule_id])], now, caller)
         return fires[0][1].to_json()
 
     # internals: API side
@@ -471,20 +482,22 @@ class Scheduler:
         picked_up: threading.Event,
     ) -> None:
         picked_up.set()
-        # Two schedules naming one task start it once; its run names the first of them.
-        callers = {job.task_id: job.schedule_id for job in reversed(batch)}
-        self._start(batch, _planned(fired), run_at, callers)
+        self._start(batch, fired, run_at, None)
 
     def _start(
         self,
         batch: Sequence[Job],
-        planned: Mapping[str, float],
+        fired: Sequence[tuple[float, Sequence[str]]],
         run_at: datetime,
-        callers: Mapping[str, str],
+        manual: str | None,
     ) -> FireRecords:
         """Start the tasks of ``batch`` (in flight: the marks are cleared here) except those
-        the overlap check holds back, and record each schedule's result and fire."""
-        run_ts = run_at.timestamp()
+        the overlap check holds back, and record each schedule's result and fire.
+
+        ``fired`` gives each schedule's slot; ``manual`` is the runs' caller of a run-now
+        fire (a timed fire's runs name their schedule). Only what the start call needs
+        happens before it: fire lateness is measured there.
+        """
         fires: FireRecords = []
         try:
             try:
@@ -495,14 +508,16 @@ class Scheduler:
             items = [
                 (job.schedule_id, job.name, job.task_id)
                 for job in batch
-                if job.schedule_id not in held
-            ]
-            fires = [
-                (sid, Fire(planned[sid], run_ts, "skipped:overlap", note=note))
-                for sid, note in held.items()
+                if not held or job.schedule_id not in held
             ]
             if items:
-                fires += self._start_items(items, planned, run_at, callers, notes)
+                fires = self._start_items(items, fired, run_at, manual, notes)
+            if held:
+                planned, run_ts = _planned(fired), run_at.timestamp()
+                fires += [
+                    (sid, Fire(planned[sid], run_ts, "skipped:overlap", note=note))
+                    for sid, note in held.items()
+                ]
             self._store.record_fire_history(fires)
             self._state_changed.set()
             return fires
@@ -519,17 +534,19 @@ class Scheduler:
     def _start_items(
         self,
         items: _Batch,
-        planned: Mapping[str, float],
+        fired: Sequence[tuple[float, Sequence[str]]],
         run_at: datetime,
-        callers: Mapping[str, str],
+        manual: str | None,
         notes: Mapping[str, str],
     ) -> FireRecords:
         task_ids = list(dict.fromkeys(task_id for _, _, task_id in items))
         failure: str | None = None
         started = IdStarts({})
+        # Two schedules naming one task start it once; its run names the first of them.
+        callers = {task_id: manual or sid for sid, _, task_id in reversed(items)}
         try:
             started = self._starter.start_ids_with_runs(
-                task_ids, Trigger.schedule(_named(items), {t: callers[t] for t in task_ids})
+                task_ids, Trigger.schedule(_named(items), callers)
             )
         except StartOutcomeUnknown as exc:
             failure = f"failed: {exc.message}"
@@ -547,7 +564,7 @@ class Scheduler:
         self._store.record_results(results, run_at)
         self._events.schedule_results(results)
         _log_batch(items, results)
-        run_ts = run_at.timestamp()
+        planned, run_ts = _planned(fired), run_at.timestamp()
         fires: FireRecords = []
         for (schedule_id, _, task_id), (_, result) in zip(items, results, strict=True):
             ok = result == "started"
@@ -576,8 +593,10 @@ class Scheduler:
         One call to the run service for the whole batch, and only for ``forbid`` schedules
         whose previous fire started runs: the common schedule costs nothing here.
         """
+        if not self._forbid or self._runs is None:
+            return {}, {}
         forbid = [job for job in batch if job.forbid_overlap and job.last_run_ids]
-        if not forbid or self._runs is None:
+        if not forbid:
             return {}, {}
         statuses = self._runs.statuses({rid for job in forbid for rid in job.last_run_ids})
         tracking = self._runs.tracking_state()
