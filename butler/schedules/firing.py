@@ -16,6 +16,11 @@ Why it is built this way:
   fired (up to 3 hours for fixed-time schedules, 5 minutes for wildcard ones); a forward
   jump fires each overdue schedule once (no catch-up burst), or nothing when it exceeds
   3 hours. The same hold rule keeps a restart from firing a slot that already fired.
+* Every fire goes into the schedule's fire history (the store's sidecar). ``overlap:
+  forbid`` needs to know whether the previous fire's runs are final: the job keeps their
+  ids, and the worker asks the run service about all of a batch's in one call before the
+  start, and not at all while no schedule forbids overlap, so the common fire pays
+  nothing for the feature. Run-now (:meth:`Scheduler.run_now`) takes the same path.
 * Schedules arrive checked, once, where they came in: a loaded file by the store, an API
   change by the route schema of plugins/schedules.py. The scheduler does not check them
   again and has no HTTP wording of its own.
