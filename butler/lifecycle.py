@@ -188,7 +188,7 @@ def build_scheduler(config: Config, services: Services) -> Scheduler:
     store = ScheduleStore(
         config.resolve_path(config.get("scheduler.configfile")), calendars=calendars
     )
-    return Scheduler(store, starter, events=services.events)
+    return Scheduler(store, starter, events=services.events, runs=services.runs)
 
 
 def build_mqtt(config: Config) -> MqttService:

@@ -1,11 +1,11 @@
 """Scheduler endpoints (``scheduler.*`` enable keys): list, create, update, delete, start, stop,
-preview.
+preview, fire history and run-now.
 
 Paths and field names are the original's. Where it misled callers this does better, as
 DECISIONS says: invalid cron, zone, task id or state answer 400 naming the field; unknown ids
 404; ``GET ?id=`` returns the object itself; every JSON body is ``application/json``; and
 ``PUT /v4/schedules/<id>`` finally serves the ``updateSchedule`` key. Schedules also carry
-the read-only ``nextRun``, ``lastRun`` and ``lastResult``.
+the read-only ``nextRun``, ``lastRun``, ``lastResult`` and ``lastFire``.
 
 The route schemas below are the one check of a write: each field is checked once, in field
 order, while the body is loaded (type and presence by the marshmallow field, the domain's
@@ -50,8 +50,9 @@ from butler.schedules import (
     check_timezone,
 )
 from butler.schedules.calendars import NEXT_DATES
-from butler.schedules.model import DST_ERROR
+from butler.schedules.model import DST_ERROR, OVERLAP_ERROR, OVERLAP_MODES
 from butler.schedules.preview import DEFAULT_COUNT, MAX_COUNT, max_jitter_seconds
+from butler.schedules.run_state import FIRE_HISTORY, FIRE_OUTCOMES
 from butler.schedules.timeline import DST_MODES
 from butler.services import Services
 
@@ -144,6 +145,16 @@ class ScheduleBody(Schema):
     onlyCalendars = StringList(
         metadata={"description": "Names of calendars: it fires only on their days"}
     )
+    overlap = LoadScriptString(
+        validate=validate.OneOf(OVERLAP_MODES, error=OVERLAP_ERROR),
+        metadata={
+            "description": (
+                "allow (default): fire whatever the previous fire's runs do; forbid: skip a "
+                "fire (recorded as skipped:overlap) while a run of the previous fire is not "
+                "final"
+            )
+        },
+    )
 
 
 class CalendarAnswer(Schema):
@@ -155,6 +166,51 @@ class CalendarAnswer(Schema):
         required=True,
         metadata={"description": f"The next (at most {NEXT_DATES}) days in it, after today"},
     )
+
+
+class Fire(Schema):
+    """One fire of a schedule, as the fire history and run-now answer it."""
+
+    plannedAt = fields.String(
+        required=True, metadata={"description": "The slot (ISO UTC); run-now: the call's time"}
+    )
+    firedAt = fields.String(
+        required=True,
+        metadata={"description": "When it was handed to the task starter, or skipped"},
+    )
+    latenessMs = fields.Integer(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(FIRE_OUTCOMES))
+    runIds = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "Runs the fire started (GET /v4/runs/{runId})"},
+    )
+    note = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": (
+                "Why it was skipped, why it went ahead despite overlap: forbid, or why the "
+                "start failed"
+            )
+        },
+    )
+
+
+FIRE_EXAMPLE = {
+    "plannedAt": "2026-03-03T05:00:00.000Z",
+    "firedAt": "2026-03-03T05:00:00.002Z",
+    "latenessMs": 2,
+    "outcome": "started",
+    "runIds": ["0b7e7e9e-3f0c-4c55-9a57-5d0c6a1c2f10"],
+    "note": None,
+}
+SKIPPED_EXAMPLE = {
+    **FIRE_EXAMPLE,
+    "outcome": "skipped:overlap",
+    "runIds": [],
+    "note": "run 0b7e7e9e-3f0c-4c55-9a57-5d0c6a1c2f10 of the previous fire is Started",
+}
 
 
 class Schedule(Schema):
@@ -177,6 +233,9 @@ class Schedule(Schema):
     dst = fields.String(
         validate=validate.OneOf(DST_MODES), metadata={"description": "Absent: vixie"}
     )
+    overlap = fields.String(
+        validate=validate.OneOf(OVERLAP_MODES), metadata={"description": "Absent: allow"}
+    )
     created = fields.String(metadata={"description": "Absent on schedules written by hand"})
     excludeCalendars = fields.List(fields.String())
     onlyCalendars = fields.List(fields.String())
@@ -184,6 +243,12 @@ class Schedule(Schema):
     nextRun = fields.String(required=True, allow_none=True)
     lastRun = fields.String(required=True, allow_none=True)
     lastResult = fields.String(required=True, allow_none=True)
+    lastFire = fields.Nested(
+        Fire,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The newest record of the fire history; null before any"},
+    )
 
 
 ANSWER_EXAMPLE = {
@@ -194,6 +259,7 @@ ANSWER_EXAMPLE = {
     "nextRun": "2026-03-03T05:00:00.000Z",
     "lastRun": None,
     "lastResult": None,
+    "lastFire": None,
 }
 STOPPED_EXAMPLE = {**ANSWER_EXAMPLE, "lastKnownState": "stopped", "nextRun": None}
 
@@ -221,6 +287,17 @@ class PreviewQuery(Schema):
     includeSkipped = LoadScriptBoolean(
         load_default=False,
         metadata={"description": "Also list fires a calendar removes, naming it in skippedBy"},
+    )
+
+
+class FiresQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = LoadScriptInteger(
+        load_default=FIRE_HISTORY,
+        validate=validate.Range(1, FIRE_HISTORY, error=f"must be 1-{FIRE_HISTORY}"),
+        metadata={"description": f"Fires to list, newest first (default {FIRE_HISTORY})"},
     )
 
 
@@ -379,6 +456,16 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
     def preview_unsaved(call: ApiRequest) -> Any:
         require_tagged(call, call.body, "preview")
         return preview_of(call, call.body)
+
+    def fires(call: ApiRequest) -> Any:
+        schedule_id = allowed(call, call.path["scheduleId"])
+        return scheduler().fires(schedule_id, call.query["limit"])
+
+    def run_now(call: ApiRequest) -> Any:
+        schedule_id = allowed(call, call.path["scheduleId"])
+        fire = scheduler().run_now(schedule_id, f"manual:{schedule_id}")
+        call.audit.resources["runIds"] = fire["runIds"]
+        return fire, 409 if fire["outcome"] == "skipped:overlap" else 200
 
     def start_all(call: ApiRequest) -> Any:
         unscoped(call)
@@ -564,6 +651,50 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
             responses={
                 200: Reply("The next fires", PreviewItem(many=True), example=PREVIEW_EXAMPLE),
                 404: "Unknown id",
+                **unavailable,
+            },
+        ),
+        Endpoint(
+            enable_key="scheduler.getSchedule",
+            method="GET",
+            rule="/v4/schedules/<scheduleId>/fires",
+            path_examples=SCHEDULE_EXAMPLE,
+            view=fires,
+            summary="Fire history of a schedule, newest first",
+            description=(
+                f"The newest fires (at most {FIRE_HISTORY} are kept per schedule, across "
+                "restarts): started, failed or skipped:overlap, with the runs each started."
+            ),
+            tag=TAG,
+            query_schema=FiresQuery,
+            responses={
+                200: Reply("Fires, newest first", Fire(many=True), example=[FIRE_EXAMPLE]),
+                404: "Unknown id",
+                **unavailable,
+            },
+        ),
+        Endpoint(
+            enable_key="scheduler.startSchedule",
+            method="POST",
+            rule="/v4/schedules/<scheduleId>/run",
+            path_examples=SCHEDULE_EXAMPLE,
+            view=run_now,
+            summary="Fire a schedule now",
+            description=(
+                "QMC's start now: the schedule fires at once, running or stopped, through the "
+                "path of a timed fire (overlap applies, the fire is in its history; runs have "
+                "trigger schedule and caller manual:<scheduleId>)."
+            ),
+            tag=TAG,
+            responses={
+                200: Reply("The fire: started or failed", Fire, example=FIRE_EXAMPLE),
+                404: "Unknown id",
+                409: Reply(
+                    "Skipped: a run of the previous fire is not final (overlap: forbid), or "
+                    "the previous fire's start call is still in progress",
+                    Fire,
+                    example=SKIPPED_EXAMPLE,
+                ),
                 **unavailable,
             },
         ),

@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:
 from butler.qrs import QrsClient  # noqa: E402
 from butler.schedules import Scheduler, ScheduleStore  # noqa: E402
 from butler.schedules.calendars import Calendars, load_calendars  # noqa: E402
-from butler.tasks import StartsTasks, TaskStarter, Trigger  # noqa: E402
+from butler.tasks import IdStarts, StartsScheduledTasks, TaskStarter, Trigger  # noqa: E402
 from butler.testing.certs import generate_certificates  # noqa: E402
 from butler.testing.qrs_simulator import QrsSimulator  # noqa: E402
 
@@ -108,28 +108,28 @@ def write_hand_written_file(path: Path, count: int, task: str) -> None:
 class NoStarts:
     """A task starter that starts nothing: for measuring load, planning and persisting."""
 
-    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
-        return {}
+    def start_ids_with_runs(self, task_ids: Sequence[str], trigger: Trigger) -> IdStarts:
+        return IdStarts({})
 
 
 @dataclass
 class Recording:
     """Wraps the real task starter; notes when each call arrived."""
 
-    target: StartsTasks
+    target: StartsScheduledTasks
     lateness: list[float] = field(default_factory=list)
     results: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
+    def start_ids_with_runs(self, task_ids: Sequence[str], trigger: Trigger) -> IdStarts:
         now = time.time()
         with self.lock:
             self.lateness.append(now - math.floor(now))
-        outcomes = self.target.start_ids(task_ids, trigger)
+        started = self.target.start_ids_with_runs(task_ids, trigger)
         with self.lock:
-            for outcome in outcomes.values():
+            for outcome in started.outcomes.values():
                 self.results[outcome] = self.results.get(outcome, 0) + 1
-        return outcomes
+        return started
 
     def reset(self) -> None:
         with self.lock:

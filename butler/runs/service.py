@@ -239,6 +239,23 @@ class Runs:
         """The same runs with their status now."""
         return [self.get(run.run_id) or run for run in runs]
 
+    def statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """The status of each known run: open runs from memory, final ones in one store
+        query (only when some are not open). A schedule with ``overlap: forbid`` asks this
+        at each fire, so a still-running previous fire costs no disk read."""
+        found: dict[str, str] = {}
+        rest: list[str] = []
+        with self._changed:
+            for run_id in run_ids:
+                run = self._open.get(run_id)
+                if run is not None:
+                    found[run_id] = run.status
+                else:
+                    rest.append(run_id)
+        if rest:
+            found.update(self.store.statuses(rest))
+        return found
+
     def wait(self, runs: Sequence[Run], timeout: float) -> list[Run]:
         """Block until every run in ``runs`` is final or ``timeout`` seconds have passed;
         the runs as they are then."""

@@ -131,6 +131,20 @@ class RunStore:
             (request_id,),
         )
 
+    def statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """The status of each of these runs the store has (by primary key, no scan)."""
+        ids = list(run_ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT run_id, status FROM runs WHERE run_id IN ({marks})", chunk
+                ).fetchall()
+            found.update((row[0], row[1]) for row in rows)
+        return found
+
     def claimed(self, execution_ids: Iterable[str]) -> set[str]:
         """Which of these execution ids a run already has."""
         ids = list(execution_ids)

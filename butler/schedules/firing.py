@@ -16,6 +16,11 @@ Why it is built this way:
   fired (up to 3 hours for fixed-time schedules, 5 minutes for wildcard ones); a forward
   jump fires each overdue schedule once (no catch-up burst), or nothing when it exceeds
   3 hours. The same hold rule keeps a restart from firing a slot that already fired.
+* Every fire goes into the schedule's fire history (the store's sidecar). ``overlap:
+  forbid`` needs to know whether the previous fire's runs are final: the job keeps their
+  ids, and the worker asks the run service about all of a batch's in one call before the
+  start, and not at all while no schedule forbids overlap, so the common fire pays
+  nothing for the feature. Run-now (:meth:`Scheduler.run_now`) takes the same path.
 * Schedules arrive checked, once, where they came in: a loaded file by the store, an API
   change by the route schema of plugins/schedules.py. The scheduler does not check them
   again and has no HTTP wording of its own.
@@ -29,23 +34,28 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from butler.errors import ApiError, NotFound
 from butler.events import Events
 from butler.guid import new_guid
+from butler.runs.model import is_final
 from butler.schedules.calendars import Calendars
 from butler.schedules.clock import Clock, SystemClock
 from butler.schedules.model import RUNNING_STARTUP_STATES, iso_utc, writable_fields
 from butler.schedules.plan import Job, Plan, PlanCache, start_point, utc
 from butler.schedules.preview import PreviewFire, preview
+from butler.schedules.run_state import Fire
 from butler.schedules.store import ScheduleStore
-from butler.tasks.trigger import StartsTasks, Trigger
+from butler.tasks.starter import StartOutcomeUnknown
+from butler.tasks.trigger import IdStarts, StartsScheduledTasks, Trigger
 
 log = logging.getLogger(__name__)
 
 ScheduleDicts = list[dict[str, Any]]
 PreviewFires = list[PreviewFire]
+FireRecords = list[tuple[str, Fire]]
+"""(schedule id, fire) of each schedule of a batch."""
 _Batch = list[tuple[str, str, str]]
 """(schedule id, name, lower-case task id) of each schedule fired together."""
 
@@ -58,25 +68,43 @@ RESET_JUMP = 3 * 3600.0
 STATE_FLUSH_INTERVAL = 1.0
 """Run-time state (last run, result, fired slot) is written at most this often."""
 HANDOFF_WAIT = 0.005
+IN_FLIGHT_NOTE = "the previous fire's start call is still in progress"
+
+
+class RunStatuses(Protocol):
+    """What the overlap check needs of the run service (:class:`butler.runs.Runs`)."""
+
+    def statuses(self, run_ids: Iterable[str]) -> Mapping[str, str]:
+        """The status of each known run, in one call."""
+        ...
+
+    def tracking_state(self) -> bool | None:
+        """Whether the last poll of QRS worked (``None`` before the first)."""
+        ...
 
 
 class Scheduler:
     """Schedules from a :class:`ScheduleStore`, fired through ``starter``.
 
-    ``starter.start_ids`` gets the lower-case task ids due at one instant in one call,
-    with :meth:`Trigger.schedule`, and returns the outcome per id (``started``,
-    ``failed: ...``, ``notFound``, ``denied``, ``invalid``); an ``ApiError`` it raises is
-    recorded as ``failed: <message>``.
+    ``starter.start_ids_with_runs`` gets the lower-case task ids due at one instant in one
+    call, with :meth:`Trigger.schedule`, and returns the outcome per id (``started``,
+    ``failed: ...``, ``notFound``, ``denied``, ``invalid``) and the runs it recorded; an
+    ``ApiError`` it raises is recorded as ``failed: <message>``. Each fire goes into the
+    schedule's fire history. ``runs`` tells ``overlap: forbid`` schedules whether their
+    previous fire's runs are final; without it only a start call still in progress stops
+    a fire.
     """
 
     def __init__(
         self,
         store: ScheduleStore,
-        starter: StartsTasks,
+        starter: StartsScheduledTasks,
         clock: Clock | None = None,
         workers: int = 4,
         events: Events | None = None,
+        runs: RunStatuses | None = None,
     ):
+        self._runs = runs
         self._events = events or Events()
         self._store = store
         self._starter = starter
@@ -87,6 +115,8 @@ class Scheduler:
         self._jobs: dict[str, Job] = {}
         self._plan = Plan()
         self._in_flight: set[str] = set()
+        self._forbid: set[str] = set()
+        """Schedules with ``overlap: forbid``: when empty, fires skip the overlap check."""
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -95,8 +125,11 @@ class Scheduler:
         self._flusher_stop = threading.Event()
         for entry in store.entries():
             job = Job.from_entry(entry, store.calendars)
-            job.last_slot = store.run_state(job.schedule_id).last_slot
+            state = store.run_state(job.schedule_id)
+            job.last_slot, job.last_run_ids = state.last_slot, state.last_run_ids
             self._jobs[job.schedule_id] = job
+            if job.forbid_overlap:
+                self._forbid.add(job.schedule_id)
         with self._cond:
             self._plan.replan_all(self._jobs.values(), self._clock.now().timestamp())
         running = sum(job.running for job in self._jobs.values())
@@ -195,6 +228,12 @@ class Scheduler:
             raise NotFound(f"Schedule ID {schedule_id} not found.")
         return self._decorate([entry])[0]
 
+    def fires(self, schedule_id: str, limit: int) -> ScheduleDicts:
+        """The schedule's newest ``limit`` fires, newest first."""
+        if self._store.get(schedule_id) is None:
+            raise NotFound(f"Schedule ID {schedule_id} not found.")
+        return [fire.to_json() for fire in self._store.fires(schedule_id, limit)]
+
     def status_text(self) -> str:
         """The seed-003 status text: one ``'<id>': <cron> status: Running|Stopped`` line each."""
         entries = self._store.entries()
@@ -239,6 +278,8 @@ class Scheduler:
             stored = self._store.add(entry)
             with self._cond:
                 self._jobs[job.schedule_id] = job
+                if job.forbid_overlap:
+                    self._forbid.add(job.schedule_id)
                 if job.running:
                     self._plan.add(job, self._clock.now().timestamp(), {})
                 self._cond.notify_all()
@@ -259,6 +300,11 @@ class Scheduler:
                 self._plan.remove(job)
                 job.name, job.task_id, job.timeline = fresh.name, fresh.task_id, fresh.timeline
                 job.calendars = fresh.calendars
+                job.forbid_overlap = fresh.forbid_overlap
+                if job.forbid_overlap:
+                    self._forbid.add(schedule_id)
+                else:
+                    self._forbid.discard(schedule_id)
                 if job.running:
                     self._plan.add(job, self._clock.now().timestamp(), {})
                 self._cond.notify_all()
@@ -272,6 +318,7 @@ class Scheduler:
             self._store.delete(schedule_id)
             with self._cond:
                 job = self._jobs.pop(schedule_id)
+                self._forbid.discard(schedule_id)
                 self._plan.remove(job)
                 self._cond.notify_all()
         log.info("Scheduler: schedule %s deleted", schedule_id)
@@ -287,6 +334,28 @@ class Scheduler:
 
     def stop_all(self) -> ScheduleDicts:
         return self._set_running(None, False)
+
+    def run_now(self, schedule_id: str, caller: str) -> dict[str, Any]:
+        """Fire a schedule now (QMC's "start now"), running or stopped, on the calling
+        thread, by the path a timed fire takes: overlap applies and the fire goes into the
+        history. Runs record ``caller``. The fire record; ``outcome`` says what happened.
+        """
+        now = self._clock.now()
+        with self._cond:
+            job = self._jobs.get(schedule_id)
+            if job is None:
+                raise NotFound(f"Schedule ID {schedule_id} not found.")
+            busy = schedule_id in self._in_flight
+            if not busy:
+                self._in_flight.add(schedule_id)
+        now_ts = now.timestamp()
+        if busy:
+            fire = Fire(now_ts, now_ts, "skipped:overlap", note=IN_FLIGHT_NOTE)
+            self._store.record_fire_history([(schedule_id, fire)])
+            self._state_changed.set()
+            return fire.to_json()
+        fires = self._start([job], [(now_ts, [schedule_id])], now, caller)
+        return fires[0][1].to_json()
 
     # internals: API side
 
@@ -316,7 +385,8 @@ class Scheduler:
         return self._decorate(stored)
 
     def _decorate(self, entries: Iterable[dict[str, Any]]) -> ScheduleDicts:
-        """Add the read-only run-time fields ``nextRun``, ``lastRun`` and ``lastResult``."""
+        """Add the read-only run-time fields ``nextRun``, ``lastRun``, ``lastResult`` and
+        ``lastFire`` (to the answer only: entries are the store's copies)."""
         result = list(entries)
         with self._cond:
             next_runs = {
@@ -324,12 +394,14 @@ class Scheduler:
                 for entry in result
                 if entry["id"] in self._jobs
             }
+        store = self._store
         for entry in result:
             next_at = next_runs.get(entry["id"])
-            state = self._store.run_state(entry["id"])
+            last_run, last_result, last_fire = store.run_summary(entry["id"])
             entry["nextRun"] = iso_utc(utc(next_at)) if next_at is not None else None
-            entry["lastRun"] = state.last_run
-            entry["lastResult"] = state.last_result
+            entry["lastRun"] = last_run
+            entry["lastResult"] = last_result
+            entry["lastFire"] = last_fire.to_json() if last_fire is not None else None
         return result
 
     # internals: the firing thread
@@ -384,14 +456,22 @@ class Scheduler:
         )
         if batch and self._pool is not None:
             picked_up = threading.Event()
-            self._pool.submit(self._run_batch, batch, now, picked_up)
+            self._pool.submit(self._run_batch, batch, fired, now, picked_up)
             # Let the worker take the interpreter lock now: the book-keeping below is pure
             # Python and would otherwise hold it for a switch interval (5 ms) or more. The
             # worker cannot clear its in-flight marks before we set them: that needs _cond.
             picked_up.wait(HANDOFF_WAIT)
             in_flight.update(job.schedule_id for job in batch)
         if len(batch) < len(due_jobs):
-            self._events.schedule_results(_skipped(due_jobs, batch))
+            skipped = _skipped(due_jobs, batch)
+            self._events.schedule_results(skipped)
+            planned = _planned(fired)
+            self._store.record_fire_history(
+                [
+                    (sid, Fire(planned[sid], now_ts, "skipped:overlap", note=IN_FLIGHT_NOTE))
+                    for sid, _ in skipped
+                ]
+            )
             log.warning(
                 "Scheduler: %d schedule(s) skipped: their previous start is still running",
                 len(due_jobs) - len(batch),
@@ -409,35 +489,153 @@ class Scheduler:
                 self._plan.add(job, start_point(job, now_ts), cache)
 
     def _run_batch(
-        self, batch: Sequence[Job], run_at: datetime, picked_up: threading.Event
+        self,
+        batch: Sequence[Job],
+        fired: Sequence[tuple[float, Sequence[str]]],
+        run_at: datetime,
+        picked_up: threading.Event,
     ) -> None:
         picked_up.set()
-        items = [(job.schedule_id, job.name, job.task_id) for job in batch]
+        self._start(batch, fired, run_at, None)
+
+    def _start(
+        self,
+        batch: Sequence[Job],
+        fired: Sequence[tuple[float, Sequence[str]]],
+        run_at: datetime,
+        manual: str | None,
+    ) -> FireRecords:
+        """Start the tasks of ``batch`` (in flight: the marks are cleared here) except those
+        the overlap check holds back, and record each schedule's result and fire.
+
+        ``fired`` gives each schedule's slot; ``manual`` is the runs' caller of a run-now
+        fire (a timed fire's runs name their schedule). Only what the start call needs
+        happens before it: fire lateness is measured there.
+        """
+        fires: FireRecords = []
+        try:
+            try:
+                held, notes = self._overlap(batch)
+            except Exception:
+                log.exception("Scheduler: cannot tell whether previous fires still run")
+                held, notes = {}, {}
+            items = [
+                (job.schedule_id, job.name, job.task_id)
+                for job in batch
+                if not held or job.schedule_id not in held
+            ]
+            if items:
+                fires = self._start_items(items, fired, run_at, manual, notes)
+            if held:
+                planned, run_ts = _planned(fired), run_at.timestamp()
+                fires += [
+                    (sid, Fire(planned[sid], run_ts, "skipped:overlap", note=note))
+                    for sid, note in held.items()
+                ]
+            self._store.record_fire_history(fires)
+            self._state_changed.set()
+            return fires
+        finally:
+            with self._cond:
+                jobs = self._jobs
+                for sid, fire in fires:
+                    job = jobs.get(sid)
+                    if fire.run_ids and job is not None:
+                        job.last_run_ids = fire.run_ids
+                self._in_flight.difference_update(job.schedule_id for job in batch)
+                self._cond.notify_all()
+
+    def _start_items(
+        self,
+        items: _Batch,
+        fired: Sequence[tuple[float, Sequence[str]]],
+        run_at: datetime,
+        manual: str | None,
+        notes: Mapping[str, str],
+    ) -> FireRecords:
         task_ids = list(dict.fromkeys(task_id for _, _, task_id in items))
         failure: str | None = None
-        outcomes: Mapping[str, str] = {}
+        started = IdStarts({})
         # Two schedules naming one task start it once; its run names the first of them.
-        callers = {task_id: schedule_id for schedule_id, _, task_id in reversed(items)}
+        callers = {task_id: manual or sid for sid, _, task_id in reversed(items)}
         try:
-            outcomes = self._starter.start_ids(task_ids, Trigger.schedule(_named(items), callers))
+            started = self._starter.start_ids_with_runs(
+                task_ids, Trigger.schedule(_named(items), callers)
+            )
+        except StartOutcomeUnknown as exc:
+            failure = f"failed: {exc.message}"
+            started = IdStarts({}, {run.task_id: run.run_id for run in exc.runs if run.task_id})
         except ApiError as exc:
             failure = f"failed: {exc.message}"
         except Exception:
             log.exception("Scheduler: the task starter failed")
             failure = "failed: internal error while starting the task"
-        try:
-            results = [
-                (schedule_id, failure or outcomes.get(task_id) or "failed: no result for this task")
-                for schedule_id, _, task_id in items
-            ]
-            self._store.record_results(results, run_at)
-            self._events.schedule_results(results)
-            self._state_changed.set()
-            _log_batch(items, results)
-        finally:
-            with self._cond:
-                self._in_flight.difference_update(sid for sid, _, _ in items)
-                self._cond.notify_all()
+        outcomes, run_ids = started.outcomes, started.run_ids
+        results = [
+            (schedule_id, failure or outcomes.get(task_id) or "failed: no result for this task")
+            for schedule_id, _, task_id in items
+        ]
+        self._store.record_results(results, run_at)
+        self._events.schedule_results(results)
+        _log_batch(items, results)
+        planned, run_ts = _planned(fired), run_at.timestamp()
+        fires: FireRecords = []
+        for (schedule_id, _, task_id), (_, result) in zip(items, results, strict=True):
+            ok = result == "started"
+            note = notes.get(schedule_id)
+            if not ok:
+                note = f"{note}; {result}" if note else result
+            run_id = run_ids.get(task_id)
+            fires.append(
+                (
+                    schedule_id,
+                    Fire(
+                        planned[schedule_id],
+                        run_ts,
+                        "started" if ok else "failed",
+                        (run_id,) if run_id else (),
+                        note,
+                    ),
+                )
+            )
+        return fires
+
+    def _overlap(self, batch: Sequence[Job]) -> tuple[dict[str, str], dict[str, str]]:
+        """Schedules held back by ``overlap: forbid`` (id -> why), and those that go ahead
+        although a run of their previous fire is not known to be final (id -> why).
+
+        One call to the run service for the whole batch, and only for ``forbid`` schedules
+        whose previous fire started runs: the common schedule costs nothing here.
+        """
+        if not self._forbid or self._runs is None:
+            return {}, {}
+        forbid = [job for job in batch if job.forbid_overlap and job.last_run_ids]
+        if not forbid:
+            return {}, {}
+        statuses = self._runs.statuses({rid for job in forbid for rid in job.last_run_ids})
+        tracking = self._runs.tracking_state()
+        held: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        for job in forbid:
+            known = [(rid, statuses[rid]) for rid in job.last_run_ids if rid in statuses]
+            going = [(rid, status) for rid, status in known if not is_final(status)]
+            if going and tracking is False:
+                rid, status = going[0]
+                notes[job.schedule_id] = (
+                    f"QRS unreachable: run {rid} of the previous fire ({status}) may still "
+                    "be going; fired anyway"
+                )
+            elif going:
+                rid, status = going[0]
+                held[job.schedule_id] = f"run {rid} of the previous fire is {status}"
+            else:
+                lost = [rid for rid, status in known if status == "Unknown"]
+                if lost:
+                    notes[job.schedule_id] = (
+                        f"run {lost[0]} of the previous fire is Unknown (QRS no longer knows "
+                        "its execution); fired anyway"
+                    )
+        return held, notes
 
 
 _NAMED_AT_MOST = 10
@@ -450,6 +648,11 @@ def _named(items: _Batch) -> str:
     )
     more = len(items) - _NAMED_AT_MOST
     return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _planned(fired: Sequence[tuple[float, Sequence[str]]]) -> dict[str, float]:
+    """The slot each schedule of a fire was due at."""
+    return {sid: instant for instant, sids in fired for sid in sids}
 
 
 def _skipped(due: Sequence[Job], batch: Sequence[Job]) -> list[tuple[str, str]]:

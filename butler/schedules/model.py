@@ -24,7 +24,15 @@ ROOT_KEY = "butlerSchedule"
 """Top-level key of the schedule file (the original's)."""
 STARTUP_STATES = ("start", "started", "stop", "stopped")
 RUNNING_STARTUP_STATES = frozenset({"start", "started"})
-READ_ONLY_FIELDS = ("id", "created", "lastKnownState", "nextRun", "lastRun", "lastResult")
+READ_ONLY_FIELDS = (
+    "id",
+    "created",
+    "lastKnownState",
+    "nextRun",
+    "lastRun",
+    "lastResult",
+    "lastFire",
+)
 """Fields a caller cannot set: Butler assigns or computes them."""
 REQUIRED_FIELDS = ("name", "cronSchedule", "timezone", "qlikSenseTaskId", "startupState")
 
@@ -133,6 +141,18 @@ def check_dst(value: Any) -> str:
     return str(value)
 
 
+OVERLAP_MODES = ("allow", "forbid")
+OVERLAP_ERROR = "must be equal to one of the allowed values: " + ", ".join(OVERLAP_MODES)
+
+
+def check_overlap(value: Any) -> str:
+    """Optional (absent is ``allow``); present, ``null`` is refused like any other
+    non-mode, so a file cannot mean ``forbid`` and silently get ``allow``."""
+    if value not in OVERLAP_MODES:
+        raise ScheduleValidationError("overlap", OVERLAP_ERROR)
+    return str(value)
+
+
 def check_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ScheduleValidationError("name", "must be string")
@@ -168,6 +188,7 @@ _CHECKS = {
     "startupState": check_startup_state,
     "tags": check_tags,
     "dst": check_dst,
+    "overlap": check_overlap,
 }
 
 

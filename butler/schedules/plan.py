@@ -43,10 +43,15 @@ class Job:
     """Lower case, as the task starter reports outcomes."""
     timeline: CronTimeline
     running: bool
+    forbid_overlap: bool = False
+    """``overlap: forbid``: no fire while a run of the previous one is not final."""
     next_at: float | None = None
     last_slot: float | None = None
     calendars: CalendarRule | None = None
     """None when the schedule names no calendar: planning it then costs nothing extra."""
+    last_run_ids: tuple[str, ...] = ()
+    """Runs of the newest fire that started any, kept here so the overlap check needs no
+    search of the run store."""
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any], calendars: Calendars | None = None) -> Job:
@@ -63,6 +68,7 @@ class Job:
             ),
             running=entry.get("lastKnownState") == "started",
             calendars=(NO_CALENDARS if calendars is None else calendars).rule_for(entry),
+            forbid_overlap=entry.get("overlap") == "forbid",
         )
 
 

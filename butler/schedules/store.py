@@ -23,7 +23,7 @@ import io
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from butler.schedules.model import (
     to_plain,
     validate_schedule,
 )
-from butler.schedules.run_state import RunState, RunStateFile
+from butler.schedules.run_state import Fire, RunState, RunStateFile
 from butler.schedules.yaml_codec import NotFast, emit_fast, parse_fast
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,18 @@ class ScheduleStore:
     def record_results(self, results: Iterable[tuple[str, str]], run_at: datetime) -> None:
         """Note ``(schedule id, outcome)`` of fires that ran at ``run_at``."""
         self._state.record_results(results, run_at, self._by_id)
+
+    def record_fire_history(self, fires: Sequence[tuple[str, Fire]]) -> None:
+        """Append ``(schedule id, fire)`` to the schedules' fire histories."""
+        self._state.record_fire_history(fires, self._by_id)
+
+    def fires(self, schedule_id: str, limit: int) -> list[Fire]:
+        """The newest ``limit`` fires of a schedule, newest first."""
+        return self._state.fires(schedule_id, limit)
+
+    def run_summary(self, schedule_id: str) -> tuple[str | None, str | None, Fire | None]:
+        """Last run, last result and newest fire of a schedule."""
+        return self._state.summary(schedule_id)
 
     @property
     def state_dirty(self) -> bool:

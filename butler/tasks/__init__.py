@@ -8,14 +8,16 @@ from butler.tasks.starter import (
     StartResult,
     TaskStarter,
 )
-from butler.tasks.trigger import StartsTasks, Trigger
+from butler.tasks.trigger import IdStarts, StartsScheduledTasks, StartsTasks, Trigger
 
 __all__ = [
+    "IdStarts",
     "KvItem",
     "StartFilter",
     "StartOutcomeUnknown",
     "StartRequest",
     "StartResult",
+    "StartsScheduledTasks",
     "StartsTasks",
     "TaskStarter",
     "Trigger",

@@ -20,7 +20,7 @@ from butler.auth.callers import TaskScope
 from butler.errors import ApiError, UpstreamTimeout
 from butler.events import Events
 from butler.guid import is_guid, new_guid, normalise_guid
-from butler.tasks.trigger import Trigger
+from butler.tasks.trigger import IdStarts, Trigger
 
 if TYPE_CHECKING:
     from butler.kvstore import KvStore
@@ -39,6 +39,8 @@ class StartOutcomeUnknown(UpstreamTimeout):
 
     def __init__(self, message: str):
         super().__init__(message, code="START_OUTCOME_UNKNOWN")
+        self.runs: list[Run] = []
+        """The runs recorded for the start: ``Triggered``, the tracker finds out the rest."""
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,10 @@ class TaskStarter:
         result.runs = runs
         try:
             refused = self._start_all(to_start)
-        except StartOutcomeUnknown:
-            raise  # They may have started: their runs let the tracker find out, and say so.
+        except StartOutcomeUnknown as exc:
+            # They may have started: their runs let the tracker find out, and say so.
+            exc.runs = runs
+            raise
         except ApiError as exc:
             if self._runs is not None:
                 self._runs.refused(runs, {ref["taskId"]: exc.message for ref in to_start})
@@ -247,8 +251,15 @@ class TaskStarter:
         return [future.result() for future in futures]
 
     def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
-        """Start tasks by id and return the outcome per lower-case id (schedules, chains)."""
+        """Start tasks by id and return the outcome per lower-case id (chains)."""
         return self.start(StartRequest(task_ids=list(task_ids)), trigger).outcomes()
+
+    def start_ids_with_runs(self, task_ids: Sequence[str], trigger: Trigger) -> IdStarts:
+        """Start tasks by id: the outcome and the run id per lower-case id (schedules)."""
+        result = self.start(StartRequest(task_ids=list(task_ids)), trigger)
+        return IdStarts(
+            result.outcomes(), {run.task_id: run.run_id for run in result.runs if run.task_id}
+        )
 
     def _classify_ids(
         self, raw_ids: Iterable[Any], scope: TaskScope | None, result: StartResult

@@ -58,8 +58,31 @@ class Trigger:
 
 
 class StartsTasks(Protocol):
-    """What schedules and app-reload chains need of the task starter."""
+    """What app-reload chains need of the task starter."""
 
     def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
         """Start tasks by id; the outcome per lower-case id (``started``, ``failed: ...``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class IdStarts:
+    """A start by ids with the runs it recorded: schedules keep them for fire history and
+    to tell whether their previous fire is still running (``overlap: forbid``)."""
+
+    outcomes: Mapping[str, str]
+    """Lower-case task id -> ``started``, ``failed: ...``, ``notFound``, ``denied``, ``invalid``."""
+    run_ids: Mapping[str, str] = field(default_factory=dict)
+    """Lower-case task id -> id of the run this start recorded for it."""
+
+
+class StartsScheduledTasks(Protocol):
+    """What the scheduler needs of the task starter."""
+
+    def start_ids_with_runs(self, task_ids: Sequence[str], trigger: Trigger) -> IdStarts:
+        """Start tasks by id; the outcome and the run id per lower-case id.
+
+        Raises ``ApiError`` when nothing could be started; a
+        :class:`~butler.tasks.starter.StartOutcomeUnknown` carries the runs it recorded.
+        """
         ...

@@ -211,6 +211,8 @@ CASES = [
          prepare=with_schedule, resources={"scheduleId": "{id}"}),
     Case("PUT", "/v4/schedules/{scheduleId}/stop", by_id("/v4/schedules/{id}/stop"),
          prepare=with_schedule, resources={"scheduleId": "{id}"}),
+    Case("POST", "/v4/schedules/{scheduleId}/run", by_id("/v4/schedules/{id}/run"),
+         prepare=with_schedule, resources={"scheduleId": "{id}", "runIds": started}),
     Case("PUT", "/v4/schedules/startall", "/v4/schedules/startall"),
     Case("PUT", "/v4/schedules/stopall", "/v4/schedules/stopall"),
     Case("PUT", "/v4/mqttpublishmessage", "/v4/mqttpublishmessage",

@@ -558,6 +558,8 @@ def test_schedules_scope_limits_what_a_key_sees_and_changes(
     for method, path in (
         ("GET", f"/v4/schedules?id={theirs}"),
         ("GET", f"/v4/schedules/{theirs}/preview"),
+        ("GET", f"/v4/schedules/{theirs}/fires"),
+        ("POST", f"/v4/schedules/{theirs}/run"),
         ("PUT", f"/v4/schedules/{theirs}/start"),
         ("DELETE", f"/v4/schedules/{theirs}"),
         ("PUT", "/v4/schedules/startall"),
@@ -573,6 +575,10 @@ def test_schedules_scope_limits_what_a_key_sees_and_changes(
         f"{url}/v4/schedules/{mine.json()['id']}/preview", headers=ops, timeout=TIMEOUT
     )
     assert own.status_code == 200 and len(own.json()) == 10
+    own_fires = requests.get(
+        f"{url}/v4/schedules/{mine.json()['id']}/fires", headers=ops, timeout=TIMEOUT
+    )
+    assert own_fires.status_code == 200 and own_fires.json() == []
     for tags, status in ((["ops"], 200), (["finance"], 403), ([], 403)):
         unsaved = requests.post(
             f"{url}/v4/schedules/preview", json=schedule("p", tags), headers=ops, timeout=TIMEOUT

@@ -271,6 +271,10 @@ def test_every_operation_answers_what_the_document_declares(running: Running) ->
         params={"count": "2"},
         json={**NIGHTLY, "dst": "skip", "jitterSeconds": 30},
     )
+    check.call("POST", schedules + "/{scheduleId}/run", 200, path=f"{one}/run")
+    check.call(
+        "GET", schedules + "/{scheduleId}/fires", 200, path=f"{one}/fires", params={"limit": "5"}
+    )
     check.call("PUT", schedules + "/stopall", 200)
     check.call("PUT", schedules + "/startall", 200)
     check.call("GET", schedules + "/status", 200)

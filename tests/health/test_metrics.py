@@ -11,6 +11,7 @@ from butler import __version__
 from butler.events import Events
 from butler.kvstore import KvStore
 from butler.schedules import Scheduler, ScheduleStore
+from butler.tasks import IdStarts
 from butler.testing.processes import free_port
 from butler_plugins.metrics.collectors import MAX_NAMESPACE_SERIES, ButlerMetrics
 from tests.fixtures.qrs import butler_qrs_config
@@ -145,8 +146,8 @@ def test_schedule_fires_and_lateness(tmp_path):
     """The scheduler reports each fire through the core's events; the metrics count them."""
 
     class Starter:
-        def start_ids(self, task_ids, trigger):
-            return {task_id: "started" for task_id in task_ids}
+        def start_ids_with_runs(self, task_ids, trigger):
+            return IdStarts({task_id: "started" for task_id in task_ids})
 
     path = tmp_path / "schedules.yaml"
     write_schedules(path, [entry("every-second", "* * * * * *", task=GUID)])

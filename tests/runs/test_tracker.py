@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from butler.qrs import QrsClient
 from butler.runs import RunFilter, Runs, RunStore
 from butler.runs.service import RunSettings
 from butler.runs.tracker import MATCH_WINDOW
-from butler.tasks import StartRequest, TaskStarter, Trigger
+from butler.tasks import StartOutcomeUnknown, StartRequest, TaskStarter, Trigger
 from tests.runs.conftest import add_tasks
 
 
@@ -131,3 +132,54 @@ def test_retention_drops_old_final_runs_and_keeps_open_ones(tmp_path):
     assert still_open[0].run_id in left and len(left) == 3
     assert len(left & {r.run_id for r in recent}) == 2
     store.close()
+
+
+def test_statuses_come_from_memory_for_open_runs_and_one_query_for_the_rest(tmp_path):
+    runs = Runs(RunStore(tmp_path / "runs.sqlite"), None)
+    open_run, refused = runs.record_task_starts(
+        "r", Trigger.schedule("s"), [{"taskId": "t1"}, {"taskId": "t2"}], time.time()
+    )
+    runs.refused([refused], {"t2": "refused"})
+    assert runs.statuses([open_run.run_id, refused.run_id, "gone"]) == {
+        open_run.run_id: "Triggered",
+        refused.run_id: "StartFailed",
+    }
+    runs.store.close()
+    assert runs.statuses([open_run.run_id]) == {open_run.run_id: "Triggered"}
+
+
+def test_start_ids_with_runs_names_each_tasks_run(tracked, qrs_simulator):
+    runs, starter = tracked
+    ok, refused = add_tasks(qrs_simulator, 2, "with runs")
+    qrs_simulator.add_fault(refused, status=500, method="POST")
+    started = starter.start_ids_with_runs([ok, refused], Trigger.schedule("s", {ok: "s"}))
+    assert started.outcomes[ok] == "started"
+    assert started.outcomes[refused].startswith("failed: ")
+    statuses = runs.statuses(started.run_ids.values())
+    assert statuses == {started.run_ids[ok]: "Triggered", started.run_ids[refused]: "StartFailed"}
+    assert runs.get(started.run_ids[ok]).caller == "s"
+
+
+def test_a_start_qrs_answers_too_late_carries_its_runs(qrs_simulator, qrs_certs, tmp_path):
+    client = QrsClient(
+        "127.0.0.1",
+        qrs_simulator.port,
+        use_ssl=True,
+        client_cert=qrs_certs.client_cert,
+        client_key=qrs_certs.client_key,
+        ca_cert=qrs_certs.ca,
+        read_timeout=0.5,
+    )
+    runs = Runs(RunStore(tmp_path / "runs.sqlite"), client)
+    starter = TaskStarter(client, runs=runs)
+    (task,) = add_tasks(qrs_simulator, 1, "too late")
+    qrs_simulator.add_fault("/qrs/task/start/many", delay=1.0, times=1)
+    try:
+        with pytest.raises(StartOutcomeUnknown) as info:
+            starter.start_ids_with_runs([task], Trigger.schedule("s"))
+        (run,) = info.value.runs
+        assert run.task_id == task and runs.statuses([run.run_id]) == {run.run_id: "Triggered"}
+    finally:
+        starter.close()
+        runs.close()
+        client.close()

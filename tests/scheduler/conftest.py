@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from butler.schedules import Scheduler, ScheduleStore
-from butler.tasks import StartsTasks, Trigger
+from butler.tasks import IdStarts, StartsScheduledTasks, Trigger
 from tests.scheduler.fake_clock import FakeClock
 
 START = datetime(2024, 1, 15, 12, 0, 0, tzinfo=UTC)
@@ -48,6 +48,27 @@ def write_schedules(path: Path, entries: Sequence[dict[str, Any]]) -> None:
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
+class FakeRuns:
+    """The run service as the overlap check sees it: a status per run id, set by tests."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+        self.tracking: bool | None = True
+        self.asked: list[set[str]] = []
+
+    def statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
+        ids = set(run_ids)
+        self.asked.append(ids)
+        return {run_id: self.status[run_id] for run_id in ids if run_id in self.status}
+
+    def tracking_state(self) -> bool | None:
+        return self.tracking
+
+    def finish(self, status: str = "FinishedSuccess") -> None:
+        for run_id in self.status:
+            self.status[run_id] = status
+
+
 class Recorder:
     """A task starter that records each call with the fake time it happened at."""
 
@@ -59,9 +80,12 @@ class Recorder:
         self.error: BaseException | None = None
         self.gates: dict[str, threading.Event] = {}
         self.entered = threading.Event()
+        self.runs: FakeRuns | None = None
         self._lock = threading.Condition()
 
-    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
+    def start_ids_with_runs(self, task_ids: Sequence[str], trigger: Trigger) -> IdStarts:
+        """Each call's runs are ``run-<call>-<task number>``; ``runs`` (when set) learns
+        them as ``Triggered``, as the run service would."""
         for task_id in task_ids:
             gate = self.gates.get(task_id)
             if gate is not None:
@@ -70,10 +94,16 @@ class Recorder:
         with self._lock:
             self.calls.append((self.clock.now(), list(task_ids)))
             self.triggers.append(trigger)
+            number = len(self.calls)
             self._lock.notify_all()
         if self.error is not None:
             raise self.error
-        return {task_id: self.outcomes.get(task_id, "started") for task_id in task_ids}
+        run_ids = {task_id: f"run-{number}-{i}" for i, task_id in enumerate(task_ids)}
+        if self.runs is not None:
+            self.runs.status.update(dict.fromkeys(run_ids.values(), "Triggered"))
+        return IdStarts(
+            {task_id: self.outcomes.get(task_id, "started") for task_id in task_ids}, run_ids
+        )
 
     def wait_calls(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` calls were recorded."""
@@ -113,7 +143,8 @@ def make_scheduler(
         *,
         start: bool = True,
         use_clock: FakeClock | None = None,
-        starter: StartsTasks | None = None,
+        starter: StartsScheduledTasks | None = None,
+        runs: FakeRuns | None = None,
         workers: int = 4,
     ) -> Scheduler:
         if entries is not None:
@@ -121,7 +152,11 @@ def make_scheduler(
             write_schedules(schedule_file, entries)
         the_clock = use_clock or clock
         scheduler = Scheduler(
-            ScheduleStore(schedule_file), starter or recorder, clock=the_clock, workers=workers
+            ScheduleStore(schedule_file),
+            starter or recorder,
+            clock=the_clock,
+            workers=workers,
+            runs=runs,
         )
         made.append(scheduler)
         if start:
@@ -140,8 +175,8 @@ class Answers:
     def __init__(self, outcomes: dict[str, str]):
         self.outcomes = outcomes
 
-    def start_ids(self, task_ids: Sequence[str], trigger: Trigger) -> dict[str, str]:
-        return dict(self.outcomes)
+    def start_ids_with_runs(self, task_ids: Sequence[str], trigger: Trigger) -> IdStarts:
+        return IdStarts(dict(self.outcomes))
 
 
 def step(clock: FakeClock, scheduler: Scheduler, seconds: int, every: float = 1.0) -> None:

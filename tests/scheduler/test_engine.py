@@ -13,7 +13,7 @@ from ruamel.yaml import YAML
 
 from butler.errors import NotFound, UpstreamError
 from butler.schedules import MAX_WAIT, Scheduler, ScheduleStore, SystemClock
-from butler.tasks import Trigger
+from butler.tasks import IdStarts, Trigger
 from tests.scheduler.conftest import (
     START,
     TASK_A,
@@ -420,11 +420,11 @@ def test_real_clock_fires_and_stops_promptly(tmp_path: Path) -> None:
     calls: list[datetime] = []
 
     class Starter:
-        def start_ids(self, ids: object, trigger: Trigger) -> dict[str, str]:
+        def start_ids_with_runs(self, ids: object, trigger: Trigger) -> IdStarts:
             calls.append(datetime.now(UTC))
             if len(calls) >= 2:
                 fired.set()
-            return {TASK_A: "started"}
+            return IdStarts({TASK_A: "started"})
 
     scheduler = Scheduler(ScheduleStore(path), Starter(), clock=SystemClock())
     scheduler.start()

@@ -99,7 +99,8 @@ def assert_error(response: requests.Response, status: int, message: str) -> None
 
 
 def without_runtime(schedule: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in schedule.items() if k not in ("nextRun", "lastRun", "lastResult")}
+    runtime = ("nextRun", "lastRun", "lastResult", "lastFire")
+    return {k: v for k, v in schedule.items() if k not in runtime}
 
 
 def test_seed_004_list_get_add_stop_start(api: Api) -> None:
@@ -162,6 +163,50 @@ def test_fires_show_up_as_last_run_and_result(api: Api) -> None:
     assert got["nextRun"] == "2024-01-15T12:01:00.000Z"
 
 
+def test_fire_history_and_last_fire_over_http(api: Api) -> None:
+    step(api.clock, api.scheduler, 60)
+    fires = api.call("GET", "/v4/schedules/task-1/fires")
+    assert fires.status_code == 200 and fires.headers["Content-Type"].startswith(JSON)
+    assert [f["plannedAt"] for f in fires.json()] == [
+        "2024-01-15T12:01:00.000Z",
+        "2024-01-15T12:00:30.000Z",
+    ]
+    assert fires.json()[0]["outcome"] == "started" and fires.json()[0]["runIds"]
+    limited = api.call("GET", "/v4/schedules/task-1/fires", params={"limit": 1}).json()
+    assert limited == fires.json()[:1]
+    got = api.call("GET", "/v4/schedules", params={"id": "task-1"}).json()
+    assert got["lastFire"] == fires.json()[0]
+    assert api.call("GET", "/v4/schedules/task-2/fires").json() == []
+    for bad in ("0", "101", "x"):
+        response = api.call("GET", "/v4/schedules/task-1/fires", params={"limit": bad})
+        assert_error(response, 400, "querystring/limit")
+
+
+def test_run_now_answers_the_fire_and_409_when_overlap_skips_it(api: Api) -> None:
+    ran = api.call("POST", "/v4/schedules/task-2/run")
+    assert ran.status_code == 200, ran.text
+    fire = ran.json()
+    assert fire["outcome"] == "started" and fire["runIds"] == ["run-1-0"]
+    assert api.recorder.triggers[0].caller_for(TASK_A) == "manual:task-2"
+    assert api.call("GET", "/v4/schedules/task-2/fires").json() == [fire]
+    gate = api.recorder.gates[TASK_A] = threading.Event()
+    first: list[requests.Response] = []
+    worker = threading.Thread(
+        target=lambda: first.append(api.call("POST", "/v4/schedules/task-2/run"))
+    )
+    worker.start()
+    try:
+        assert api.recorder.entered.wait(10)
+        skipped = api.call("POST", "/v4/schedules/task-2/run")
+    finally:
+        gate.set()
+        worker.join(10)
+    assert skipped.status_code == 409, skipped.text
+    assert skipped.json()["outcome"] == "skipped:overlap"
+    assert skipped.json()["note"] == "the previous fire's start call is still in progress"
+    assert first[0].status_code == 200
+
+
 def test_update_changes_fields_and_keeps_the_rest(api: Api) -> None:
     response = api.call(
         "PUT", "/v4/schedules/task-2", json={"cronSchedule": "0 7 * * 1-5", "tags": "One"}
@@ -214,6 +259,8 @@ def test_status_is_plain_text(api: Api) -> None:
         ("DELETE", "/v4/schedules/nope"),
         ("PUT", "/v4/schedules/nope/start"),
         ("PUT", "/v4/schedules/nope/stop"),
+        ("GET", "/v4/schedules/nope/fires"),
+        ("POST", "/v4/schedules/nope/run"),
     ],
 )
 def test_unknown_ids_answer_404(api: Api, method: str, path: str) -> None:
@@ -234,6 +281,8 @@ def test_unknown_ids_answer_404(api: Api, method: str, path: str) -> None:
         ({"name": {"a": 1}}, "body/name must be string"),
         ({"name": None}, "body/name"),
         ({"dst": "summer"}, "body/dst must be equal to one of the allowed values: vixie, skip"),
+        ({"overlap": "never"}, "body/overlap must be equal to one of the allowed values: allow"),
+        ({"overlap": None}, "body/overlap"),
     ],
 )
 def test_invalid_fields_answer_400_naming_the_field(
@@ -296,6 +345,8 @@ ROUTES = [
     ("PUT", "/v4/schedules/stopall"),
     ("GET", "/v4/schedules/status"),
     ("POST", "/v4/schedules/preview"),
+    ("GET", "/v4/schedules/x/fires"),
+    ("POST", "/v4/schedules/x/run"),
 ]
 
 

@@ -171,6 +171,18 @@ def test_dst_is_kept_where_given_and_read_back(tmp_path: Path) -> None:
     assert reloaded is not None and reloaded["dst"] == "both"
 
 
+def test_overlap_is_written_only_where_set(tmp_path: Path) -> None:
+    path = tmp_path / "schedule.yaml"
+    store = ScheduleStore(path)
+    store.add({**new_entry(), "overlap": "forbid"})
+    store.add(new_entry("new-2"))
+    text = path.read_text(encoding="utf-8")
+    assert text.count("overlap") == 1 and "    overlap: forbid\n" in text
+    reloaded = ScheduleStore(path)
+    assert reloaded.get("new-1")["overlap"] == "forbid"  # type: ignore[index]
+    assert "overlap" not in reloaded.get("new-2")  # type: ignore[operator]
+
+
 BAD_FILES = [
     ("butlerSchedule: [\n", "not valid YAML"),
     ("- just a list\n", "top level must be a mapping"),
@@ -202,6 +214,8 @@ BAD_ENTRIES = [
     ({"name": ["x"]}, "field 'name' must be string"),
     ({"dst": "summer"}, "field 'dst' must be equal to one of the allowed values: vixie, skip"),
     ({"dst": None}, "field 'dst' must be equal to one of"),
+    ({"overlap": "never"}, "field 'overlap' must be equal to one of the allowed values: allow"),
+    ({"overlap": None}, "field 'overlap' must be equal to one of"),
     ({"id": None}, "field 'id' is required"),
     ({"id": "first"}, "field 'id' duplicates an earlier entry"),
 ]
