@@ -168,6 +168,7 @@ def test_a_start_qrs_answers_too_late_carries_its_runs(qrs_simulator, qrs_certs,
         client_cert=qrs_certs.client_cert,
         client_key=qrs_certs.client_key,
         ca_cert=qrs_certs.ca,
+        reject_unauthorized=True,
         read_timeout=0.5,
     )
     runs = Runs(RunStore(tmp_path / "runs.sqlite"), client)
