@@ -180,7 +180,7 @@ def _check_chain_scope(call: ApiRequest, task_ids: Sequence[str]) -> None:
     if scope is None:
         return
     for task_id in task_ids:
-        if str(task_id).strip().lower() not in scope.task_ids:
+        if not scope.allows_id(task_id):
             raise Forbidden(
                 f"Caller '{call.caller.name}' may not start task {task_id} after the reload "
                 "(tasks scope)",

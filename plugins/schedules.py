@@ -380,11 +380,7 @@ def butler_endpoints(config: Config, services: Services) -> list[Endpoint]:
         if creating or "tags" in changes:
             require_tagged(call, changes, "write")
         task_id = changes.get("qlikSenseTaskId")
-        if (
-            caller.tasks is not None
-            and task_id is not None
-            and str(task_id).strip().lower() not in caller.tasks.task_ids
-        ):
+        if caller.tasks is not None and task_id is not None and not caller.tasks.allows_id(task_id):
             raise Forbidden(
                 f"Caller '{caller.name}' may not schedule task {task_id} (tasks scope)",
                 code="MISSING_SCOPE",

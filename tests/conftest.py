@@ -127,6 +127,27 @@ def live_server(server_kind: str) -> Iterator[Callable[..., str]]:
         assert not thread.is_alive(), "server thread did not stop"
 
 
+StartedButler = Callable[[dict[str, Any]], tuple[str, Services]]
+
+
+@pytest.fixture
+def started_butler(make_config, live_server) -> Iterator[StartedButler]:
+    """Factory: ``(base URL, services)`` of a Butler built from ``settings`` (merged over
+    the base config), its services started and its app served; all stopped at teardown."""
+    started: list[Services] = []
+
+    def start(settings: dict[str, Any]) -> tuple[str, Services]:
+        config = make_config(settings)
+        services = build_services(config)
+        services.start()
+        started.append(services)
+        return live_server(create_app(config, services)), services
+
+    yield start
+    for services in started:
+        services.stop()
+
+
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """For tests that let Butler configure the root logger: put the test's logging back."""

@@ -49,6 +49,10 @@ class TaskScope:
             ),
         )
 
+    def allows_id(self, task_id: object) -> bool:
+        """Whether a task id (any case, blanks around it) is one the scope lists."""
+        return str(task_id).strip().lower() in self.task_ids
+
 
 @dataclass(frozen=True)
 class Caller:

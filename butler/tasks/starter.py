@@ -269,7 +269,7 @@ class TaskStarter:
             if not is_guid(raw):
                 result.invalid_ids.append({"taskId": raw})
             elif not self._filter.allows_id(raw) or (
-                scope is not None and normalise_guid(raw) not in scope.task_ids
+                scope is not None and not scope.allows_id(raw)
             ):
                 result.denied_ids.append({"taskId": raw})
             elif normalise_guid(raw) not in queued:

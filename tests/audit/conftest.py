@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from butler.app import create_app
-from butler.lifecycle import build_services
 from butler.services import Services
 from tests.conftest import deep_merge
 from tests.fixtures.mqtt import mosquitto, mosquitto_factory
@@ -20,12 +18,9 @@ AuditButler = Callable[..., tuple[str, Services]]
 
 
 @pytest.fixture
-def audit_butler(
-    make_config, live_server, qrs_simulator, qrs_certs, tmp_path
-) -> Iterator[AuditButler]:
+def audit_butler(started_butler, qrs_simulator, qrs_certs, tmp_path) -> AuditButler:
     """Factory: ``(base URL, services)`` of a started Butler with ``GET /v4/audit`` and a
     task-start route; ``extra`` is merged into the config."""
-    started: list[Services] = []
 
     def start(extra: dict[str, Any] | None = None) -> tuple[str, Services]:
         base = {
@@ -35,12 +30,6 @@ def audit_butler(
             "runs": {"dbFile": str(tmp_path / "runs.sqlite")},
             "audit": {"enable": True, "dbFile": str(tmp_path / "audit.sqlite")},
         }
-        config = make_config(deep_merge(base, extra or {}))
-        services = build_services(config)
-        services.start()
-        started.append(services)
-        return live_server(create_app(config, services)), services
+        return started_butler(deep_merge(base, extra or {}))
 
-    yield start
-    for services in started:
-        services.stop()
+    return start

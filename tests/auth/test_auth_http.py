@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +70,8 @@ def auth_section(hashes: dict[str, str], finance_id: str = "", **extra: Any) -> 
 
 @pytest.fixture
 def butler(
-    make_config, live_server, qrs_simulator, qrs_certs, tmp_path
-) -> Iterator[Callable[..., tuple[str, Services]]]:
-    started: list[Services] = []
-
+    started_butler, qrs_simulator, qrs_certs, tmp_path
+) -> Callable[..., tuple[str, Services]]:
     def serve(auth: dict[str, Any], extra: dict[str, Any] | None = None) -> tuple[str, Services]:
         base = {
             **butler_qrs_config(qrs_simulator, qrs_certs),
@@ -87,15 +85,9 @@ def butler(
             "keyValueStore": {"persistence": "memory"},
             "runs": {"dbFile": str(tmp_path / "runs.sqlite")},
         }
-        config = make_config(deep_merge(base, extra or {}))
-        services = build_services(config)
-        services.start()
-        started.append(services)
-        return live_server(create_app(config, services)), services
+        return started_butler(deep_merge(base, extra or {}))
 
-    yield serve
-    for services in started:
-        services.stop()
+    return serve
 
 
 def with_key(key: str) -> dict[str, str]:

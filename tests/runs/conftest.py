@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 
-from butler.app import create_app
-from butler.lifecycle import build_services
 from butler.services import Services
 from butler.testing.qrs_simulator import QrsSimulator
 from tests.conftest import deep_merge
@@ -22,11 +20,10 @@ POLL = 0.1
 
 @pytest.fixture
 def runs_butler(
-    make_config, live_server, qrs_simulator, qrs_certs, tmp_path
-) -> Iterator[Callable[..., tuple[str, Services]]]:
+    started_butler, qrs_simulator, qrs_certs, tmp_path
+) -> Callable[..., tuple[str, Services]]:
     """Factory: ``(base URL, services)`` of a started Butler; ``extra`` is merged into the
     config. The run store lives in tmp_path, so a second call reopens the same records."""
-    started: list[Services] = []
 
     def start(extra: dict[str, Any] | None = None) -> tuple[str, Services]:
         base = {
@@ -35,15 +32,9 @@ def runs_butler(
             "keyValueStore": {"persistence": "memory"},
             "runs": {"pollIntervalSeconds": POLL, "dbFile": str(tmp_path / "runs.sqlite")},
         }
-        config = make_config(deep_merge(base, extra or {}))
-        services = build_services(config)
-        services.start()
-        started.append(services)
-        return live_server(create_app(config, services)), services
+        return started_butler(deep_merge(base, extra or {}))
 
-    yield start
-    for services in started:
-        services.stop()
+    return start
 
 
 def poll_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
