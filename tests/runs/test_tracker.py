@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from butler.qrs import QrsClient
 from butler.runs import RunFilter, Runs, RunStore
 from butler.runs.service import RunSettings
 from butler.runs.tracker import MATCH_WINDOW
 from butler.tasks import StartOutcomeUnknown, StartRequest, TaskStarter, Trigger
+from tests.fixtures.qrs import simulator_client
 from tests.runs.conftest import add_tasks
 
 
@@ -161,16 +161,7 @@ def test_start_ids_with_runs_names_each_tasks_run(tracked, qrs_simulator):
 
 
 def test_a_start_qrs_answers_too_late_carries_its_runs(qrs_simulator, qrs_certs, tmp_path):
-    client = QrsClient(
-        "127.0.0.1",
-        qrs_simulator.port,
-        use_ssl=True,
-        client_cert=qrs_certs.client_cert,
-        client_key=qrs_certs.client_key,
-        ca_cert=qrs_certs.ca,
-        reject_unauthorized=True,
-        read_timeout=0.5,
-    )
+    client = simulator_client(qrs_simulator, qrs_certs, read_timeout=0.5)
     runs = Runs(RunStore(tmp_path / "runs.sqlite"), client)
     starter = TaskStarter(client, runs=runs)
     (task,) = add_tasks(qrs_simulator, 1, "too late")
